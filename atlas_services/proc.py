@@ -1,0 +1,206 @@
+"""The one way ATLAS runs another program: argument lists, clean environment, one error report."""
+
+from __future__ import annotations
+
+import logging
+import os
+import shlex
+import signal
+import subprocess
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+
+from atlas_services.errors import AtlasError
+
+log = logging.getLogger(__name__)
+
+Argv = Sequence[str | os.PathLike[str]]
+
+# Passed through from the caller's environment; everything else is dropped so a
+# child behaves the same from a shell, a unit or a test.
+_KEPT_VARIABLES = ("PATH", "HOME", "TERM", "TMPDIR", "SOURCE_DATE_EPOCH", "SSH_AUTH_SOCK")
+
+
+def clean_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    env = {k: os.environ[k] for k in _KEPT_VARIABLES if k in os.environ}
+    env.setdefault("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
+    env["LANG"] = "C.UTF-8"
+    env.update(extra or {})
+    return env
+
+
+class CommandFailed(AtlasError):
+    """A program ATLAS ran did not succeed; says how (not found, signal, exit code)."""
+
+    def __init__(self, argv: Argv, how: str, output: str = "", hint: str | None = None) -> None:
+        self.argv = [str(a) for a in argv]
+        self.output = output
+        self.returncode: int | None = None
+        detail = output.strip().splitlines()[-1] if output.strip() else ""
+        what = f"{self.argv[0]} {how}" + (f": {detail}" if detail else "")
+        super().__init__(what, hint)
+
+
+def _failure(argv: Argv, returncode: int, output: str, hint: str | None) -> CommandFailed:
+    if returncode < 0:
+        how = f"was killed by signal {signal.Signals(-returncode).name}"
+    else:
+        how = f"failed with exit code {returncode}"
+    err = CommandFailed(argv, how, output, hint)
+    err.returncode = returncode
+    return err
+
+
+def _not_found(argv: Argv, hint: str | None) -> CommandFailed:
+    return CommandFailed(argv, "was not found", hint=hint or "run ci/setup to install the host tools")
+
+
+def run(
+    argv: Argv,
+    *,
+    input: str | bytes | None = None,
+    check: bool = True,
+    env: Mapping[str, str] | None = None,
+    cwd: Path | None = None,
+    timeout: float | None = None,
+    hint: str | None = None,
+) -> subprocess.CompletedProcess[str]:
+    """Run a program to completion, capturing its output as text.
+
+    stdin is /dev/null unless `input` is given. A failure (with `check`) raises
+    CommandFailed carrying the last line the program printed on stderr.
+    """
+    log.debug("$ %s", shlex.join(str(a) for a in argv))
+    data = input.decode() if isinstance(input, bytes) else input
+    try:
+        result = subprocess.run(
+            [str(a) for a in argv],
+            input=data,
+            stdin=None if data is not None else subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            env=clean_env(env),
+            cwd=cwd,
+            timeout=timeout,
+            check=False,
+        )
+    except FileNotFoundError:
+        raise _not_found(argv, hint) from None
+    except subprocess.TimeoutExpired:
+        raise CommandFailed(argv, f"did not finish within {timeout:g} s", hint=hint) from None
+    if check and result.returncode != 0:
+        raise _failure(argv, result.returncode, result.stderr or result.stdout, hint)
+    return result
+
+
+def run_bytes(
+    argv: Argv,
+    *,
+    input: bytes | None = None,
+    env: Mapping[str, str] | None = None,
+    timeout: float | None = None,
+    hint: str | None = None,
+) -> bytes:
+    """Run a program whose stdout is binary (a stream, an archive) and return it."""
+    log.debug("$ %s", shlex.join(str(a) for a in argv))
+    try:
+        result = subprocess.run(
+            [str(a) for a in argv],
+            input=input,
+            stdin=None if input is not None else subprocess.DEVNULL,
+            capture_output=True,
+            env=clean_env(env),
+            timeout=timeout,
+            check=False,
+        )
+    except FileNotFoundError:
+        raise _not_found(argv, hint) from None
+    except subprocess.TimeoutExpired:
+        raise CommandFailed(argv, f"did not finish within {timeout:g} s", hint=hint) from None
+    if result.returncode != 0:
+        raise _failure(argv, result.returncode, result.stderr.decode(errors="replace"), hint)
+    return result.stdout
+
+
+def stream(
+    argv: Argv,
+    *,
+    on_line: Callable[[str], None],
+    env: Mapping[str, str] | None = None,
+    cwd: Path | None = None,
+    hint: str | None = None,
+) -> None:
+    """Run a long program, handing each line of its combined output to `on_line` as it comes."""
+    log.debug("$ %s", shlex.join(str(a) for a in argv))
+    try:
+        child = subprocess.Popen(
+            [str(a) for a in argv],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            errors="replace",
+            env=clean_env(env),
+            cwd=cwd,
+        )
+    except FileNotFoundError:
+        raise _not_found(argv, hint) from None
+    assert child.stdout is not None
+    tail: list[str] = []
+    try:
+        for line in child.stdout:
+            line = line.rstrip("\n")
+            tail = [*tail[-19:], line]
+            on_line(line)
+    except BaseException:
+        # Interrupted (Ctrl-C, a failing callback): never leave the child running.
+        child.kill()
+        child.wait()
+        raise
+    returncode = child.wait()
+    if returncode != 0:
+        raise _failure(argv, returncode, "\n".join(tail), hint)
+
+
+def spawn(
+    argv: Argv,
+    *,
+    log_file: Path,
+    env: Mapping[str, str] | None = None,
+    cwd: Path | None = None,
+    hint: str | None = None,
+) -> subprocess.Popen[bytes]:
+    """Start a program in the background, in its own process group, output to log_file.
+
+    The caller owns the process and must end it with `terminate`.
+    """
+    log.debug("$ %s &", shlex.join(str(a) for a in argv))
+    with log_file.open("ab") as output:
+        try:
+            return subprocess.Popen(
+                [str(a) for a in argv],
+                stdin=subprocess.DEVNULL,
+                stdout=output,
+                stderr=subprocess.STDOUT,
+                env=clean_env(env),
+                cwd=cwd,
+                start_new_session=True,
+            )
+        except FileNotFoundError:
+            raise _not_found(argv, hint) from None
+
+
+def terminate(child: subprocess.Popen[bytes], grace: float = 10) -> None:
+    """End a spawned program and its process group: SIGTERM, then SIGKILL after `grace` s."""
+    if child.poll() is not None:
+        return
+    for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 30.0)):
+        try:
+            os.killpg(child.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            child.wait(timeout=wait)
+            return
+        except subprocess.TimeoutExpired:
+            continue

@@ -1,0 +1,68 @@
+"""`atlas status`: one screen that says what this server is and how it is doing."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import asdict, dataclass
+
+from atlas_services import __version__, osinfo, paths
+
+
+@dataclass(frozen=True)
+class Status:
+    hostname: str
+    atlas_version: str
+    image_id: str
+    image_version: str
+    role: str
+    role_reason: str
+
+    def to_text(self) -> str:
+        rows = [
+            ("host", self.hostname),
+            ("role", self.role + (f" ({self.role_reason})" if self.role_reason else "")),
+            ("image", f"{self.image_id} {self.image_version}".strip()),
+            ("atlas", self.atlas_version),
+        ]
+        width = max(len(k) for k, _ in rows)
+        return "\n".join(f"{k.ljust(width)}  {v}" for k, v in rows)
+
+
+def _role() -> tuple[str, str]:
+    try:
+        data = json.loads(paths.ROLE_FILE.read_text())
+    except FileNotFoundError:
+        return "unknown", "role detection has not run on this boot"
+    except (OSError, ValueError) as err:
+        return "unknown", f"{paths.ROLE_FILE} is unreadable: {err}"
+    return str(data.get("role", "unknown")), str(data.get("reason", ""))
+
+
+def collect() -> Status:
+    release = osinfo.os_release()
+    role, reason = _role()
+    return Status(
+        hostname=osinfo.hostname(),
+        atlas_version=__version__,
+        image_id=release.get("IMAGE_ID", ""),
+        image_version=release.get("IMAGE_VERSION", "not an ATLAS image"),
+        role=role,
+        role_reason=reason,
+    )
+
+
+def command(args: argparse.Namespace) -> int:
+    status = collect()
+    print(json.dumps(asdict(status), indent=2) if args.json else status.to_text())
+    return 0
+
+
+def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = commands.add_parser(
+        "status",
+        help="show what this server is and how it is doing",
+        description="Show this server's role, image and ATLAS version.",
+    )
+    parser.add_argument("--json", action="store_true", help="print machine-readable JSON")
+    parser.set_defaults(func=command)

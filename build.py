@@ -1,0 +1,640 @@
+#!/usr/bin/python3
+"""Build the ATLAS OS image with mkosi (prepare → mkosi → check), and flash it onto a disk.
+
+    ./build.py                                  build the default image into output/
+    ./build.py flash --image FILE --device DEV  write it to a disk and verify
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+import re
+import shutil
+import stat
+import struct
+import sys
+import tempfile
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import atlas_services
+from atlas_services import errors, log, proc
+from atlas_services.errors import AtlasError, Refused
+
+REPO = Path(__file__).resolve().parent
+IMAGE_DIR = REPO / "image"
+OVERLAYS_DIR = REPO / "overlays"
+PACKAGE_DIR = REPO / "atlas_services"
+BUILD_DIR = REPO / "build"
+DEFAULT_OUTPUT = REPO / "output"
+IMAGE_ID = "atlas"
+ATLAS_VERSION = atlas_services.__version__
+
+SETUP_HINT = "run ci/setup as root to install the build host's tools"
+# Host programs the build runs directly or through mkosi.
+HOST_TOOLS = ("mkosi", "systemd-repart", "bwrap", "mkfs.btrfs", "mkfs.vfat", "mcopy",
+              "cpio", "zstd", "depmod", "sfdisk", "bootctl", "mount", "umount")
+MKOSI_MAJOR = "24"
+# GPT partition type of an x86-64 root file system (Discoverable Partitions Specification).
+ROOT_X86_64_TYPE = "4F68BCE3-E8CD-4DB1-96E7-FBCAF984B709"
+# Files that would make every server share one identity if they shipped in the image.
+HOST_SECRET_GLOBS = ("etc/ssh/ssh_host_*", "var/lib/systemd/random-seed",
+                     "var/lib/systemd/credential.secret", "var/lib/dbus/machine-id")
+VERSION_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9.~+-]*")
+SKIPPED_NAMES = {"__pycache__", ".mypy_cache", ".pytest_cache", ".ruff_cache"}
+CHUNK = 4 * 1024 * 1024
+
+BUILD_EPILOG = """\
+outputs (in --output, default output/):
+  atlas_VERSION.raw           the disk image (GPT: ESP with systemd-boot, btrfs root)
+  atlas_VERSION.raw.sha256    its SHA-256, as sha256sum writes it
+  atlas_VERSION.vmlinuz/.initrd/.cmdline   kernel, initrd and command line for direct boot
+  manifest.json               version, git revision, packages, input hash
+examples:
+  ./build.py
+  ./build.py --image-version 1.2.0 --output /srv/images
+  ./build.py --clean
+  ./build.py flash --image output/atlas_0.1.0.raw --device /dev/sdb
+"""
+
+
+# ---------------------------------------------------------------- build inputs
+
+
+def tree_files(root: Path) -> list[Path]:
+    """Every regular file below root, sorted, without caches and bytecode."""
+    found: list[Path] = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = sorted(d for d in dirnames if d not in SKIPPED_NAMES)
+        found.extend(Path(dirpath) / f for f in sorted(filenames) if not f.endswith(".pyc"))
+    return found
+
+
+def read_package_lists(directory: Path) -> list[str]:
+    """Package names from every *.list file: one a line, '#' starts a comment."""
+    names: list[str] = []
+    for path in sorted(directory.glob("*.list")):
+        for line in path.read_text().splitlines():
+            name = line.split("#", 1)[0].strip()
+            if name and name not in names:
+                names.append(name)
+    return names
+
+
+def inputs_hash(repo: Path, sources: Iterable[Path]) -> str:
+    """SHA-256 over the path, mode and content of every file that goes into the image."""
+    digest = hashlib.sha256()
+    for source in sources:
+        for path in tree_files(source) if source.is_dir() else [source]:
+            name = path.relative_to(repo).as_posix()
+            if path.is_symlink():
+                digest.update(f"{name}\0link\0{path.readlink()}\0".encode())
+                continue
+            mode = path.stat().st_mode & 0o777
+            digest.update(f"{name}\0{mode:o}\0".encode())
+            digest.update(hashlib.sha256(path.read_bytes()).digest())
+    return digest.hexdigest()
+
+
+def _git(repo: Path, *args: str) -> str | None:
+    try:
+        return proc.run(["git", "-C", repo, *args]).stdout.strip()
+    except proc.CommandFailed:
+        return None
+
+
+def git_revision(repo: Path) -> str:
+    revision = _git(repo, "rev-parse", "HEAD")
+    if revision is None:
+        return "unknown"
+    dirty = _git(repo, "status", "--porcelain", "--untracked-files=no")
+    return revision + ("-dirty" if dirty else "")
+
+
+def source_date_epoch(repo: Path) -> int:
+    """The commit time of HEAD: the same commit always stamps the same times."""
+    stamp = _git(repo, "log", "-1", "--format=%ct")
+    if stamp and stamp.isdigit():
+        return int(stamp)
+    return int(os.environ.get("SOURCE_DATE_EPOCH", "0") or 0)
+
+
+def valid_version(version: str) -> bool:
+    return VERSION_PATTERN.fullmatch(version) is not None
+
+
+# ---------------------------------------------------------------- preparing mkosi's input
+
+
+@dataclass(frozen=True)
+class BuildRequest:
+    output_dir: Path
+    image_version: str
+    clean: bool
+    verbose: bool
+
+
+def check_host() -> None:
+    """Refuse to start a build this host cannot finish."""
+    if os.geteuid() != 0:
+        raise Refused("building the image needs root", "run it as root (sudo ./build.py)")
+    missing = [tool for tool in HOST_TOOLS if shutil.which(tool) is None]
+    if missing:
+        raise Refused(f"host tools missing: {', '.join(missing)}", SETUP_HINT)
+    version = proc.run(["mkosi", "--version"]).stdout.split()[-1]
+    if version.split(".")[0] != MKOSI_MAJOR:
+        raise Refused(f"mkosi {version} found, {MKOSI_MAJOR}.x needed", SETUP_HINT)
+
+
+def template_values(request: BuildRequest, epoch: int, atlas_tree: Path) -> dict[str, Any]:
+    return {
+        "image_version": request.image_version,
+        "source_date_epoch": epoch,
+        "output_dir": request.output_dir,
+        "cache_dir": BUILD_DIR / "cache",
+        "package_cache_dir": BUILD_DIR / "packages",
+        "workspace_dir": BUILD_DIR / "workspace",
+        "packages": read_package_lists(IMAGE_DIR / "packages"),
+        "extra_trees": [(OVERLAYS_DIR, "/"), (atlas_tree, "/")],
+    }
+
+
+def render_config(image_dir: Path, config_dir: Path, values: dict[str, Any]) -> None:
+    """Render image/ into mkosi's directory: *.j2 through jinja2, the rest copied as is."""
+    try:
+        import jinja2
+    except ImportError:
+        raise Refused("python3-jinja2 is not installed", SETUP_HINT) from None
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(image_dir),
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    if config_dir.exists():
+        shutil.rmtree(config_dir)
+    for src in tree_files(image_dir):
+        rel = src.relative_to(image_dir)
+        if rel.parts[0] == "packages":  # read into the template, not a mkosi input
+            continue
+        dst = config_dir / rel
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        if src.suffix == ".j2":
+            try:
+                text = env.get_template(rel.as_posix()).render(values)
+            except jinja2.TemplateError as err:
+                raise AtlasError(f"cannot render {rel}: {err}") from None
+            dst.with_suffix("").write_text(text)
+        else:
+            shutil.copy2(src, dst)
+
+
+def stage_atlas_tree(tree: Path, build_info: dict[str, Any]) -> None:
+    """Lay out what the image takes from this repository besides overlays/."""
+    if tree.exists():
+        shutil.rmtree(tree)
+    site = tree / "usr/lib/python3/dist-packages/atlas_services"
+    for src in tree_files(PACKAGE_DIR):
+        dst = site / src.relative_to(PACKAGE_DIR)
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(src, dst)
+    doc = tree / "usr/share/doc/atlas"
+    doc.mkdir(parents=True)
+    shutil.copy2(REPO / "README.md", doc / "README.md")
+    info = tree / "usr/lib/atlas/build.json"
+    info.parent.mkdir(parents=True)
+    info.write_text(json.dumps(build_info, indent=2, sort_keys=True) + "\n")
+
+
+# ---------------------------------------------------------------- running mkosi
+
+
+class _Progress:
+    """Prints mkosi's step lines with the time elapsed; keeps every line in the log."""
+
+    def __init__(self, log_file: Path, verbose: bool) -> None:
+        self.log = log_file.open("w")
+        self.verbose = verbose
+        self.start = time.monotonic()
+        self.step = "starting mkosi"
+
+    def __call__(self, line: str) -> None:
+        self.log.write(line + "\n")
+        self.log.flush()
+        is_step = line.startswith("‣")
+        if is_step:
+            self.step = line.lstrip("‣ ").strip()
+        if is_step or self.verbose:
+            print(f"[{time.monotonic() - self.start:6.1f}s] {line}", flush=True)
+
+
+def run_mkosi(config_dir: Path, clean: bool, verbose: bool) -> None:
+    log_file = BUILD_DIR / "mkosi.log"
+    progress = _Progress(log_file, verbose)
+    # -f replaces an earlier output of the same name; -ff also drops the incremental cache.
+    force = "-ff" if clean else "-f"
+    try:
+        proc.stream(["mkosi", "--directory", config_dir, force, "build"], on_line=progress)
+    except proc.CommandFailed as err:
+        raise AtlasError(f"mkosi failed during: {progress.step}", f"full log: {log_file}") from err
+    finally:
+        progress.log.close()
+
+
+# ---------------------------------------------------------------- checking the result
+
+
+@dataclass(frozen=True)
+class Artifacts:
+    image: Path
+    kernel: Path
+    initrd: Path
+    mkosi_manifest: Path
+
+    @classmethod
+    def find(cls, output_dir: Path, version: str) -> Artifacts:
+        stem = output_dir / f"{IMAGE_ID}_{version}"
+        found = cls(image=stem.with_name(stem.name + ".raw"),
+                    kernel=stem.with_name(stem.name + ".vmlinuz"),
+                    initrd=stem.with_name(stem.name + ".initrd"),
+                    mkosi_manifest=stem.with_name(stem.name + ".manifest"))
+        for path in (found.image, found.kernel, found.initrd, found.mkosi_manifest):
+            if not path.exists():
+                raise AtlasError(f"mkosi finished but {path} is missing",
+                                 f"see {BUILD_DIR / 'mkosi.log'}")
+        return found
+
+
+@dataclass(frozen=True)
+class Partition:
+    start: int  # bytes
+    size: int  # bytes
+    type: str
+    uuid: str
+
+
+def partitions(image: Path) -> list[Partition]:
+    table = json.loads(proc.run(["sfdisk", "--json", image]).stdout)["partitiontable"]
+    sector = int(table.get("sectorsize", 512))
+    return [Partition(start=p["start"] * sector, size=p["size"] * sector,
+                      type=p["type"].upper(), uuid=p["uuid"].lower())
+            for p in table["partitions"]]
+
+
+def root_partition(image: Path) -> Partition:
+    for part in partitions(image):
+        if part.type == ROOT_X86_64_TYPE:
+            return part
+    raise AtlasError(f"{image} has no x86-64 root partition")
+
+
+@contextlib.contextmanager
+def mounted_root(image: Path) -> Iterator[Path]:
+    """The image's root file system, mounted read-only for inspection."""
+    part = root_partition(image)
+    with tempfile.TemporaryDirectory(prefix="atlas-image-") as mountpoint:
+        proc.run(["mount", "-o", f"ro,loop,offset={part.start},sizelimit={part.size}",
+                  image, mountpoint])
+        try:
+            yield Path(mountpoint)
+        finally:
+            proc.run(["umount", mountpoint], check=False)
+
+
+def host_secrets(root: Path) -> list[str]:
+    """Files under root that must not ship: host keys, seeds, a machine id."""
+    found = [str(p.relative_to(root)) for pattern in HOST_SECRET_GLOBS for p in root.glob(pattern)]
+    machine_id = root / "etc/machine-id"
+    if machine_id.exists() and machine_id.read_text().strip() not in ("", "uninitialized"):
+        found.append("etc/machine-id")
+    return sorted(found)
+
+
+def check_image(image: Path) -> None:
+    with mounted_root(image) as root:
+        leaked = host_secrets(root)
+    if leaked:
+        raise AtlasError(f"the image carries per-host secrets: {', '.join(leaked)}",
+                         "remove them in image/mkosi.conf.j2 (RemoveFiles=)")
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as stream:
+        for chunk in iter(lambda: stream.read(CHUNK), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def packages_from_mkosi_manifest(path: Path) -> list[str]:
+    data = json.loads(path.read_text())
+    return sorted(f"{p['name']}={p['version']}" for p in data.get("packages", []))
+
+
+def write_outputs(artifacts: Artifacts, build_info: dict[str, Any],
+                  kernel_cmdline: str) -> dict[str, Any]:
+    """Write the checksum, the direct-boot command line and manifest.json next to the image."""
+    image_sha = sha256_file(artifacts.image)
+    write_atomic(artifacts.image.with_name(artifacts.image.name + ".sha256"),
+                 f"{image_sha}  {artifacts.image.name}\n")
+    cmdline_file = artifacts.image.with_suffix(".cmdline")
+    write_atomic(cmdline_file, kernel_cmdline + "\n")
+    manifest = {
+        **build_info,
+        "image": artifacts.image.name,
+        "image_sha256": image_sha,
+        "image_size": artifacts.image.stat().st_size,
+        "kernel": artifacts.kernel.name,
+        "initrd": artifacts.initrd.name,
+        "kernel_command_line": kernel_cmdline,
+        "packages": packages_from_mkosi_manifest(artifacts.mkosi_manifest),
+    }
+    write_atomic(artifacts.image.parent / "manifest.json",
+                 json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    return manifest
+
+
+def write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
+
+
+def direct_boot_cmdline(image: Path) -> str:
+    # The same line the boot entry carries: root by the seeded partition UUID.
+    return (f"root=PARTUUID={root_partition(image).uuid} rw console=ttyS0 "
+            "systemd.firstboot=off")
+
+
+def build(request: BuildRequest) -> dict[str, Any]:
+    check_host()
+    started = time.monotonic()
+    request.output_dir.mkdir(parents=True, exist_ok=True)
+    BUILD_DIR.mkdir(exist_ok=True)
+    if request.clean:
+        shutil.rmtree(BUILD_DIR / "cache", ignore_errors=True)
+    for needed in ("cache", "packages", "workspace"):
+        (BUILD_DIR / needed).mkdir(exist_ok=True)
+
+    epoch = source_date_epoch(REPO)
+    build_info: dict[str, Any] = {
+        "image_version": request.image_version,
+        "atlas_services_version": ATLAS_VERSION,
+        "git_revision": git_revision(REPO),
+        "build_inputs_sha256": inputs_hash(
+            REPO, [REPO / "build.py", IMAGE_DIR, OVERLAYS_DIR, PACKAGE_DIR, REPO / "README.md"]),
+        "source_date_epoch": epoch,
+    }
+    atlas_tree = BUILD_DIR / "atlas-tree"
+    stage_atlas_tree(atlas_tree, build_info)
+    render_config(IMAGE_DIR, BUILD_DIR / "mkosi", template_values(request, epoch, atlas_tree))
+    print(f"build.py: building ATLAS image {request.image_version} with mkosi "
+          f"(full log: {BUILD_DIR / 'mkosi.log'})", flush=True)
+    run_mkosi(BUILD_DIR / "mkosi", request.clean, request.verbose)
+
+    artifacts = Artifacts.find(request.output_dir, request.image_version)
+    print("build.py: checking the image, writing its checksum and manifest", flush=True)
+    check_image(artifacts.image)
+    manifest = write_outputs(artifacts, build_info, direct_boot_cmdline(artifacts.image))
+    print(f"build.py: {artifacts.image} ({manifest['image_size'] / 2**30:.2f} GiB, "
+          f"{len(manifest['packages'])} packages) in {time.monotonic() - started:.0f} s")
+    return manifest
+
+
+# ---------------------------------------------------------------- flashing
+
+
+@dataclass(frozen=True)
+class FlashRequest:
+    image: Path
+    device: Path
+    confirmed: bool
+
+
+BLKGETSIZE64 = 0x80081272
+BLKFLSBUF = 0x1261
+
+
+def device_size(fd: int) -> int:
+    buf = fcntl.ioctl(fd, BLKGETSIZE64, b"\0" * 8)
+    size: int = struct.unpack("Q", buf)[0]
+    return size
+
+
+def _sysfs_disk(device: Path) -> Path:
+    """/sys/dev/block entry of the whole disk a block device belongs to."""
+    rdev = device.stat().st_rdev
+    node = Path(f"/sys/dev/block/{os.major(rdev)}:{os.minor(rdev)}").resolve()
+    return node.parent if (node / "partition").exists() else node
+
+
+def _disk_of(major: int, minor: int) -> Path | None:
+    node = Path(f"/sys/dev/block/{major}:{minor}")
+    if not node.exists():
+        return None
+    node = node.resolve()
+    return node.parent if (node / "partition").exists() else node
+
+
+def _block_names(disk: Path) -> set[str]:
+    """The disk's kernel name and those of its partitions."""
+    names = {disk.name}
+    names.update(p.name for p in disk.iterdir() if (p / "partition").exists())
+    return names
+
+
+def _mounted_devices() -> set[str]:
+    names: set[str] = set()
+    for line in Path("/proc/self/mountinfo").read_text().splitlines():
+        fields = line.split(" - ", 1)[1].split()
+        source = fields[1]
+        if source.startswith("/dev/"):
+            names.add(Path(os.path.realpath(source)).name)
+    for line in Path("/proc/swaps").read_text().splitlines()[1:]:
+        names.add(Path(os.path.realpath(line.split()[0])).name)
+    return names
+
+
+def running_system_disks() -> set[str]:
+    """Kernel names of the disks that hold / and /usr (and /boot, /efi)."""
+    disks: set[str] = set()
+    for mountpoint in ("/", "/usr", "/boot", "/efi", "/boot/efi"):
+        try:
+            dev = Path(mountpoint).stat().st_dev
+        except FileNotFoundError:
+            continue
+        disk = _disk_of(os.major(dev), os.minor(dev))
+        if disk is not None:
+            disks.add(disk.name)
+    return disks
+
+
+def verify_image_checksum(image: Path) -> str:
+    """The image's SHA-256, checked against its .sha256 file when there is one."""
+    print(f"build.py: checking {image.name}", flush=True)
+    actual = sha256_file(image)
+    sums = image.with_name(image.name + ".sha256")
+    if sums.exists():
+        expected = sums.read_text().split()[0] if sums.read_text().split() else ""
+        if expected != actual:
+            raise Refused(f"{image} does not match {sums.name}: the image is damaged or was "
+                          "altered", "rebuild it with ./build.py")
+    return actual
+
+
+def check_flash_target(request: FlashRequest) -> int:
+    """Every guard before a single byte is written; returns the image size."""
+    if os.geteuid() != 0:
+        raise Refused("flashing needs root", "run it as root")
+    if not request.image.is_file():
+        raise Refused(f"image {request.image} does not exist")
+    try:
+        mode = request.device.stat().st_mode
+    except FileNotFoundError:
+        raise Refused(f"device {request.device} does not exist") from None
+    if not stat.S_ISBLK(mode):
+        raise Refused(f"{request.device} is not a block device", "name a whole disk, e.g. /dev/sdb")
+    disk = _sysfs_disk(request.device)
+    if (Path(f"/sys/class/block/{request.device.resolve().name}") / "partition").exists():
+        raise Refused(f"{request.device} is a partition", f"name the whole disk: /dev/{disk.name}")
+    if disk.name in running_system_disks():
+        raise Refused(f"{request.device} holds the running system", "never flash the OS disk "
+                      "you booted from")
+    busy = _block_names(disk) & _mounted_devices()
+    if busy:
+        raise Refused(f"{request.device} is in use: {', '.join(sorted(busy))} mounted",
+                      "unmount it first")
+    if any((disk / "holders").iterdir()):
+        raise Refused(f"{request.device} is in use by "
+                      f"{', '.join(p.name for p in (disk / 'holders').iterdir())}",
+                      "stop the RAID/LVM/dm device that holds it first")
+    size = request.image.stat().st_size
+    with request.device.open("rb") as dev:
+        capacity = device_size(dev.fileno())
+    if capacity < size:
+        raise Refused(f"{request.device} holds {capacity} bytes, the image needs {size}",
+                      "use a larger disk")
+    return size
+
+
+def _confirm(request: FlashRequest) -> None:
+    if request.confirmed:
+        return
+    if not sys.stdin.isatty():
+        raise Refused(f"refusing to overwrite {request.device} without confirmation",
+                      "add --yes")
+    answer = input(f"Overwrite everything on {request.device}? Type 'yes': ")
+    if answer.strip() != "yes":
+        raise Refused("not confirmed; nothing was written")
+
+
+def _chunks_with_progress(src: Path, size: int) -> Iterator[bytes]:
+    done = 0
+    last = 0.0
+    with src.open("rb") as stream:
+        for chunk in iter(lambda: stream.read(CHUNK), b""):
+            yield chunk
+            done += len(chunk)
+            now = time.monotonic()
+            if now - last >= 1 or done == size:
+                last = now
+                print(f"build.py: writing {done / 2**20:8.0f} / {size / 2**20:.0f} MiB "
+                      f"({100 * done // max(size, 1)}%)", flush=True)
+
+
+def flash(request: FlashRequest) -> None:
+    size = check_flash_target(request)
+    expected = verify_image_checksum(request.image)
+    _confirm(request)
+    fd = os.open(request.device, os.O_WRONLY | os.O_EXCL)
+    try:
+        for chunk in _chunks_with_progress(request.image, size):
+            view = memoryview(chunk)
+            while view:
+                view = view[os.write(fd, view):]
+        os.fsync(fd)
+        # Drop cached pages so the read-back comes from the disk, not from memory.
+        fcntl.ioctl(fd, BLKFLSBUF)
+    finally:
+        os.close(fd)
+    print("build.py: reading back", flush=True)
+    digest = hashlib.sha256()
+    with request.device.open("rb") as dev:
+        remaining = size
+        while remaining:
+            chunk = dev.read(min(CHUNK, remaining))
+            if not chunk:
+                break
+            digest.update(chunk)
+            remaining -= len(chunk)
+    if digest.hexdigest() != expected:
+        raise AtlasError(f"read-back of {request.device} does not match the image",
+                         "the disk may be failing; do not use it")
+    print(f"build.py: {request.device} written and verified (sha256 {expected})")
+
+
+# ---------------------------------------------------------------- command line
+
+
+def parse_build(argv: Sequence[str]) -> BuildRequest:
+    parser = argparse.ArgumentParser(
+        prog="build.py",
+        description="Build the ATLAS OS image with mkosi. "
+                    "'build.py flash --help' shows how to write it to a disk.",
+        epilog=BUILD_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT, metavar="DIR",
+                        help="where the image and its companions go (default: output/)")
+    parser.add_argument("--image-version", default=ATLAS_VERSION, metavar="V",
+                        help=f"version written into the image and its name (default: {ATLAS_VERSION})")
+    parser.add_argument("--clean", action="store_true",
+                        help="drop mkosi's incremental cache and build from scratch "
+                             "(downloaded packages are kept)")
+    parser.add_argument("--verbose", action="store_true", help="show all of mkosi's output")
+    parser.add_argument("--debug", action="store_true", help="show commands run and tracebacks")
+    args = parser.parse_args(argv)
+    if not valid_version(args.image_version):
+        parser.error(f"--image-version {args.image_version!r}: "
+                     "use letters, digits and . ~ + - (starting with a letter or digit)")
+    return BuildRequest(output_dir=args.output.resolve(), image_version=args.image_version,
+                        clean=args.clean, verbose=args.verbose)
+
+
+def parse_flash(argv: Sequence[str]) -> FlashRequest:
+    parser = argparse.ArgumentParser(
+        prog="build.py flash",
+        description="Write a built ATLAS image to a whole disk, then read it back and "
+                    "compare SHA-256. Refuses mounted disks, the running system's disk and "
+                    "disks smaller than the image.",
+        epilog="example:\n  ./build.py flash --image output/atlas_0.1.0.raw --device /dev/sdb",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--image", type=Path, required=True, help="the raw image to write")
+    parser.add_argument("--device", type=Path, required=True, help="the whole disk to overwrite")
+    parser.add_argument("--yes", action="store_true", help="do not ask before overwriting")
+    parser.add_argument("--debug", action="store_true", help="show commands run and tracebacks")
+    args = parser.parse_args(argv)
+    return FlashRequest(image=args.image, device=args.device, confirmed=args.yes)
+
+
+def main(argv: Sequence[str]) -> int:
+    log.setup("build.py", debug="--debug" in argv)
+    if argv and argv[0] == "flash":
+        flash(parse_flash(argv[1:]))
+    else:
+        build(parse_build(argv[1:] if argv and argv[0] == "build" else argv))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(errors.run_main("build.py", main, sys.argv[1:]))

@@ -1,0 +1,1 @@
+"""The ATLAS QEMU lab: boot built images as servers on a private segment."""

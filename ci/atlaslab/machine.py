@@ -1,0 +1,299 @@
+"""Lab machines: a built ATLAS image booted in QEMU on a copy-on-write disk.
+
+A Lab owns a work directory, a private Ethernet segment (atlaslab.hub) and any number
+of machines. Each machine has its own OS disk (a qcow2 overlay over the built image,
+which is never written), data disks that are plain files and can be moved to another
+machine between boots, its serial console in a log file, and SSH from the host on a
+127.0.0.1 port (QEMU user networking with restrict=on: the guest reaches nothing).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from atlas_services import proc
+from atlas_services.errors import AtlasError
+from atlaslab import accel, hub
+
+log = logging.getLogger("atlaslab")
+
+OVMF_CODE = Path("/usr/share/OVMF/OVMF_CODE_4M.fd")
+OVMF_VARS = Path("/usr/share/OVMF/OVMF_VARS_4M.fd")
+OS_DISK_SIZE = "8G"
+PROGRESS_EVERY = 10.0
+
+
+@dataclass(frozen=True)
+class BuiltImage:
+    """The outputs of build.py, as its manifest.json names them."""
+
+    image: Path
+    kernel: Path
+    initrd: Path
+    cmdline: str
+    manifest: dict[str, Any]
+
+    @classmethod
+    def load(cls, output_dir: Path) -> BuiltImage:
+        manifest_file = output_dir / "manifest.json"
+        try:
+            manifest = json.loads(manifest_file.read_text())
+        except FileNotFoundError:
+            raise AtlasError(f"no built image in {output_dir}", "run ./build.py first") from None
+        return cls(image=output_dir / manifest["image"], kernel=output_dir / manifest["kernel"],
+                   initrd=output_dir / manifest["initrd"],
+                   cmdline=manifest["kernel_command_line"], manifest=manifest)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def tail(path: Path, lines: int = 15) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return ""
+
+
+@dataclass
+class Machine:
+    lab: Lab
+    name: str
+    index: int
+    disks: list[Path] = field(default_factory=list)
+    memory_mb: int = 2048
+    cpus: int = 2
+    boot: str = "direct"  # or "uefi"
+    ssh_port: int = 0
+    qemu: subprocess.Popen[bytes] | None = None
+    booted_at: float = 0.0
+    boot_state: str = ""  # systemctl is-system-running once startup finished
+    boot_seconds: float = 0.0  # host time from QEMU's start to that moment
+
+    @property
+    def directory(self) -> Path:
+        return self.lab.workdir / self.name
+
+    @property
+    def serial_log(self) -> Path:
+        return self.directory / "serial.log"
+
+    @property
+    def segment_mac(self) -> str:
+        return f"52:54:00:a7:00:{self.index:02x}"
+
+    def _os_disk(self) -> Path:
+        overlay = self.directory / "os.qcow2"
+        if not overlay.exists():
+            proc.run(["qemu-img", "create", "-q", "-f", "qcow2", "-F", "raw",
+                      "-b", self.lab.image.image, overlay, OS_DISK_SIZE])
+        return overlay
+
+    def _boot_args(self) -> list[str]:
+        if self.boot == "uefi":
+            variables = self.directory / "efivars.fd"
+            if not variables.exists():
+                shutil.copyfile(OVMF_VARS, variables)
+            return ["-drive", f"if=pflash,format=raw,readonly=on,file={OVMF_CODE}",
+                    "-drive", f"if=pflash,format=raw,file={variables}"]
+        return ["-kernel", str(self.lab.image.kernel), "-initrd", str(self.lab.image.initrd),
+                "-append", self.lab.image.cmdline]
+
+    def qemu_argv(self) -> list[str]:
+        key = base64.b64encode(self.lab.public_key().encode()).decode()
+        argv = [
+            "qemu-system-x86_64", "-name", self.name, "-machine", "q35",
+            *accel.accelerator(self.lab.image.kernel),
+            "-smp", str(self.cpus), "-m", str(self.memory_mb),
+            "-nodefaults", "-display", "none", "-serial", f"file:{self.serial_log}",
+            "-rtc", "base=utc", "-device", "virtio-rng-pci",
+            "-drive", f"if=none,id=os,file={self._os_disk()},format=qcow2,discard=unmap",
+            "-device", "virtio-blk-pci,drive=os",
+            # The private segment: frames go only to the lab's hub.
+            "-netdev", f"dgram,id=seg,local.type=unix,local.path={self.lab.segment / (self.name + '.sock')},"
+                       f"remote.type=unix,remote.path={self.lab.segment / hub.HUB_SOCKET}",
+            "-device", f"virtio-net-pci,netdev=seg,mac={self.segment_mac}",
+            # The host's way in: forwarded SSH on loopback; restrict=on keeps the guest in.
+            "-netdev", f"user,id=mgmt,restrict=on,hostfwd=tcp:127.0.0.1:{self.ssh_port}-:22",
+            "-device", f"virtio-net-pci,netdev=mgmt,mac=52:54:00:a7:ff:{self.index:02x}",
+            "-smbios", f"type=11,value=io.systemd.credential.binary:ssh.authorized_keys.root={key}",
+            *self._boot_args(),
+        ]
+        for number, disk in enumerate(self.disks):
+            argv += ["-drive", f"if=none,id=data{number},file={disk},format=raw,cache=none",
+                     "-device", f"virtio-blk-pci,drive=data{number},serial={disk.stem}"]
+        return argv
+
+    def start(self) -> None:
+        if self.running():
+            raise AtlasError(f"{self.name} is already running")
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self.lab.ensure_segment()
+        (self.lab.segment / f"{self.name}.sock").unlink(missing_ok=True)
+        self.ssh_port = free_port()
+        self.serial_log.write_text("")
+        log.info("lab: starting %s (disks: %s)", self.name,
+                 ", ".join(d.name for d in self.disks) or "none")
+        self.qemu = proc.spawn(self.qemu_argv(), log_file=self.directory / "qemu.log")
+        self.booted_at = time.monotonic()
+        (self.directory / "qemu.pid").write_text(f"{self.qemu.pid}\n")
+        (self.directory / "ssh_port").write_text(f"{self.ssh_port}\n")
+
+    def running(self) -> bool:
+        return self.qemu is not None and self.qemu.poll() is None
+
+    def _check_alive(self) -> None:
+        if not self.running():
+            raise AtlasError(f"{self.name}'s QEMU exited; last console lines:\n"
+                             f"{tail(self.serial_log)}\n{tail(self.directory / 'qemu.log', 5)}")
+
+    def ssh_argv(self, command: str) -> list[str]:
+        return ["ssh", "-i", str(self.lab.key), "-p", str(self.ssh_port),
+                "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
+                "-o", "LogLevel=ERROR", "-o", "BatchMode=yes", "-o", "ConnectTimeout=10",
+                "-o", "ServerAliveInterval=5", "-o", "ServerAliveCountMax=6",
+                "root@127.0.0.1", command]
+
+    def ssh(self, command: str, *, check: bool = True, timeout: float = 300,
+            input: str | None = None) -> subprocess.CompletedProcess[str]:
+        """Run a shell command inside the machine as root."""
+        self._check_alive()
+        return proc.run(self.ssh_argv(command), check=check, timeout=timeout, input=input)
+
+    def wait_for(self, what: str, ready: Any, timeout: float) -> float:
+        """Poll `ready()` until true, printing progress; returns seconds since boot."""
+        deadline = time.monotonic() + timeout
+        last_report = time.monotonic()
+        while True:
+            self._check_alive()
+            if ready():
+                elapsed = time.monotonic() - self.booted_at
+                log.info("lab: %s %s after %.1f s", self.name, what, elapsed)
+                return elapsed
+            now = time.monotonic()
+            if now > deadline:
+                raise AtlasError(f"{self.name}: not {what} after {timeout:.0f} s; last console "
+                                 f"lines:\n{tail(self.serial_log)}")
+            if now - last_report >= PROGRESS_EVERY:
+                last_report = now
+                log.info("lab: waiting for %s to be %s (%.0f s since boot)",
+                         self.name, what, now - self.booted_at)
+            time.sleep(1)
+
+    def wait_ssh(self, timeout: float = 600) -> float:
+        def answers() -> bool:
+            return self.ssh("true", check=False, timeout=30).returncode == 0
+        return self.wait_for("answering SSH", answers, timeout)
+
+    def wait_booted(self, timeout: float = 600) -> str:
+        """Wait until systemd has finished starting up; returns is-system-running's state."""
+        self.wait_ssh(timeout)
+        state = ""
+
+        def settled() -> bool:
+            nonlocal state
+            state = self.ssh("systemctl is-system-running", check=False).stdout.strip()
+            return state not in ("initializing", "starting", "")
+        self.boot_seconds = self.wait_for("done booting", settled, timeout)
+        self.boot_state = state
+        return state
+
+    def shutdown(self, timeout: float = 180) -> None:
+        """Power off cleanly from inside; kill QEMU if the guest does not stop in time."""
+        if not self.running():
+            return
+        assert self.qemu is not None
+        log.info("lab: powering off %s", self.name)
+        proc.run(self.ssh_argv("systemctl poweroff"), check=False, timeout=60)
+        try:
+            self.qemu.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            log.warning("lab: %s did not power off within %.0f s, killing it", self.name, timeout)
+            self.kill()
+
+    def kill(self) -> None:
+        if self.qemu is not None:
+            proc.terminate(self.qemu, grace=5)
+        (self.directory / "qemu.pid").unlink(missing_ok=True)
+
+
+class Lab:
+    """Machines on one private segment, under one work directory."""
+
+    def __init__(self, workdir: Path, image: BuiltImage) -> None:
+        self.workdir = workdir
+        self.image = image
+        self.machines: dict[str, Machine] = {}
+        self.hub: subprocess.Popen[bytes] | None = None
+        workdir.mkdir(parents=True, exist_ok=True)
+        self.key = workdir / "id_ed25519"
+        if not self.key.exists():
+            proc.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "atlas-lab",
+                      "-f", self.key])
+
+    @property
+    def segment(self) -> Path:
+        return self.workdir / "segment"
+
+    def public_key(self) -> str:
+        return self.key.with_suffix(".pub").read_text()
+
+    def ensure_segment(self) -> None:
+        if self.hub is not None and self.hub.poll() is None:
+            return
+        self.segment.mkdir(exist_ok=True)
+        ci_dir = Path(__file__).resolve().parent.parent
+        self.hub = proc.spawn([sys.executable, "-m", "atlaslab.hub", self.segment],
+                              log_file=self.workdir / "hub.log",
+                              env={"PYTHONPATH": str(ci_dir)})
+        (self.workdir / "hub.pid").write_text(f"{self.hub.pid}\n")
+        deadline = time.monotonic() + 10
+        while not (self.segment / hub.HUB_SOCKET).exists():
+            if time.monotonic() > deadline or self.hub.poll() is not None:
+                raise AtlasError(f"the lab's segment hub did not start: {tail(self.workdir / 'hub.log')}")
+            time.sleep(0.05)
+
+    def disk(self, name: str, size: str = "2G") -> Path:
+        """A data disk: a sparse raw file that any machine of the lab can attach."""
+        path = self.workdir / "disks" / f"{name}.img"
+        path.parent.mkdir(exist_ok=True)
+        if not path.exists():
+            proc.run(["truncate", "-s", size, path])
+        return path
+
+    def machine(self, name: str, disks: list[Path] | None = None, **options: Any) -> Machine:
+        if name in self.machines:
+            raise AtlasError(f"the lab already has a machine called {name}")
+        machine = Machine(self, name, len(self.machines) + 1, list(disks or []), **options)
+        self.machines[name] = machine
+        return machine
+
+    def close(self) -> None:
+        """Kill every QEMU and the hub. Safe to call more than once."""
+        for machine in self.machines.values():
+            machine.kill()
+        if self.hub is not None:
+            proc.terminate(self.hub, grace=2)
+            self.hub = None
+            (self.workdir / "hub.pid").unlink(missing_ok=True)
+
+    def __enter__(self) -> Lab:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
