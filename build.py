@@ -40,7 +40,7 @@ ATLAS_VERSION = atlas_services.__version__
 
 SETUP_HINT = "run ci/setup as root to install the build host's tools"
 # Host programs the build runs directly or through mkosi.
-HOST_TOOLS = ("mkosi", "systemd-repart", "bwrap", "mkfs.btrfs", "mkfs.vfat", "mcopy",
+HOST_TOOLS = ("mkosi", "systemd-repart", "bwrap", "mkfs.btrfs", "mkfs.vfat", "mcopy", "mdir",
               "cpio", "zstd", "depmod", "sfdisk", "bootctl", "mount", "umount")
 MKOSI_MAJOR = "24"
 # GPT partition type of an x86-64 root file system (Discoverable Partitions Specification).
@@ -48,6 +48,9 @@ ROOT_X86_64_TYPE = "4F68BCE3-E8CD-4DB1-96E7-FBCAF984B709"
 # Files that would make every server share one identity if they shipped in the image.
 HOST_SECRET_GLOBS = ("etc/ssh/ssh_host_*", "var/lib/systemd/random-seed",
                      "var/lib/systemd/credential.secret", "var/lib/dbus/machine-id")
+# bootctl seeds the boot loader's RNG from this file: it must be each server's own.
+ESP_SECRETS = ("loader/random-seed",)
+ESP_TYPE = "C12A7328-F81F-11D2-BA4B-00A0C93EC93B"
 VERSION_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9.~+-]*")
 SKIPPED_NAMES = {"__pycache__", ".mypy_cache", ".pytest_cache", ".ruff_cache"}
 CHUNK = 4 * 1024 * 1024
@@ -290,11 +293,23 @@ def partitions(image: Path) -> list[Partition]:
             for p in table["partitions"]]
 
 
-def root_partition(image: Path) -> Partition:
+def find_partition(image: Path, type_uuid: str) -> Partition:
     for part in partitions(image):
-        if part.type == ROOT_X86_64_TYPE:
+        if part.type == type_uuid:
             return part
-    raise AtlasError(f"{image} has no x86-64 root partition")
+    raise AtlasError(f"{image} has no partition of type {type_uuid}")
+
+
+def root_partition(image: Path) -> Partition:
+    return find_partition(image, ROOT_X86_64_TYPE)
+
+
+def esp_files(image: Path) -> list[str]:
+    """Paths of the files on the image's ESP, read with mtools (no vfat mount needed)."""
+    esp = find_partition(image, ESP_TYPE)
+    listing = proc.run(["mdir", "-/", "-b", "-i", f"{image}@@{esp.start}", "::/"]).stdout
+    return [line.removeprefix("::/") for line in listing.splitlines()
+            if line.startswith("::/") and not line.endswith("/")]
 
 
 @contextlib.contextmanager
@@ -322,6 +337,7 @@ def host_secrets(root: Path) -> list[str]:
 def check_image(image: Path) -> None:
     with mounted_root(image) as root:
         leaked = host_secrets(root)
+    leaked += [f"ESP:{name}" for name in esp_files(image) if name in ESP_SECRETS]
     if leaked:
         raise AtlasError(f"the image carries per-host secrets: {', '.join(leaked)}",
                          "remove them in image/mkosi.conf.j2 (RemoveFiles=)")

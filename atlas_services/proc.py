@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import os
 import shlex
@@ -162,6 +163,16 @@ def stream(
         raise _failure(argv, returncode, "\n".join(tail), hint)
 
 
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    # Runs in the child between fork and exec: the kernel kills it when its parent dies,
+    # so a test runner that is itself killed leaves nothing behind.
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
 def spawn(
     argv: Argv,
     *,
@@ -169,6 +180,7 @@ def spawn(
     env: Mapping[str, str] | None = None,
     cwd: Path | None = None,
     hint: str | None = None,
+    die_with_parent: bool = False,
 ) -> subprocess.Popen[bytes]:
     """Start a program in the background, in its own process group, output to log_file.
 
@@ -185,6 +197,7 @@ def spawn(
                 env=clean_env(env),
                 cwd=cwd,
                 start_new_session=True,
+                preexec_fn=_die_with_parent if die_with_parent else None,
             )
         except FileNotFoundError:
             raise _not_found(argv, hint) from None

@@ -148,7 +148,8 @@ class Machine:
         self.serial_log.write_text("")
         log.info("lab: starting %s (disks: %s)", self.name,
                  ", ".join(d.name for d in self.disks) or "none")
-        self.qemu = proc.spawn(self.qemu_argv(), log_file=self.directory / "qemu.log")
+        self.qemu = proc.spawn(self.qemu_argv(), log_file=self.directory / "qemu.log",
+                               die_with_parent=self.lab.die_with_parent)
         self.booted_at = time.monotonic()
         (self.directory / "qemu.pid").write_text(f"{self.qemu.pid}\n")
         (self.directory / "ssh_port").write_text(f"{self.ssh_port}\n")
@@ -234,9 +235,12 @@ class Machine:
 class Lab:
     """Machines on one private segment, under one work directory."""
 
-    def __init__(self, workdir: Path, image: BuiltImage) -> None:
+    def __init__(self, workdir: Path, image: BuiltImage, *, die_with_parent: bool = True) -> None:
+        """die_with_parent: QEMU and the hub are killed when this process dies (tests);
+        a command that leaves a lab running for later commands passes False."""
         self.workdir = workdir
         self.image = image
+        self.die_with_parent = die_with_parent
         self.machines: dict[str, Machine] = {}
         self.hub: subprocess.Popen[bytes] | None = None
         workdir.mkdir(parents=True, exist_ok=True)
@@ -259,7 +263,8 @@ class Lab:
         ci_dir = Path(__file__).resolve().parent.parent
         self.hub = proc.spawn([sys.executable, "-m", "atlaslab.hub", self.segment],
                               log_file=self.workdir / "hub.log",
-                              env={"PYTHONPATH": str(ci_dir)})
+                              env={"PYTHONPATH": str(ci_dir)},
+                              die_with_parent=self.die_with_parent)
         (self.workdir / "hub.pid").write_text(f"{self.hub.pid}\n")
         deadline = time.monotonic() + 10
         while not (self.segment / hub.HUB_SOCKET).exists():

@@ -45,11 +45,12 @@ def loop_disk(tmp_path: Path, built_image: BuiltImage) -> Iterator[LoopDisk]:
     disk = LoopDisk(tmp_path / "disk.img", built_image.image.stat().st_size + 2**20)
     yield disk
     disk.detach()
+    disk.backing.unlink()  # gigabytes: do not leave them to pytest's rotation
 
 
 @pytest.fixture
 def small_loop_disk(tmp_path: Path) -> Iterator[LoopDisk]:
-    disk = LoopDisk(tmp_path / "small.img", 64 * 2**20)
+    disk = LoopDisk(tmp_path / "small.img", 128 * 2**20)
     yield disk
     disk.detach()
 
@@ -76,7 +77,8 @@ def test_flash_refuses_a_disk_smaller_than_the_image(built_image: BuiltImage,
 
 def test_flash_refuses_a_mounted_disk(built_image: BuiltImage, small_loop_disk: LoopDisk,
                                       tmp_path: Path) -> None:
-    subprocess.run(["mkfs.vfat", str(small_loop_disk.device)], check=True, capture_output=True)
+    # The host kernel has btrfs but not vfat.
+    subprocess.run(["mkfs.btrfs", "-q", str(small_loop_disk.device)], check=True, capture_output=True)
     mountpoint = tmp_path / "mnt"
     mountpoint.mkdir()
     subprocess.run(["mount", str(small_loop_disk.device), str(mountpoint)], check=True)

@@ -30,6 +30,9 @@ def test_image_file_holds_no_host_secret(built_image: BuiltImage) -> None:
         assert (root / "etc/machine-id").read_text().strip() in ("", "uninitialized")
         assert build.host_secrets(root) == []
         shadow = (root / "etc/shadow").read_text().splitlines()
+    esp = build.esp_files(built_image.image)
+    assert "loader/random-seed" not in esp
+    assert "EFI/BOOT/BOOTX64.EFI" in esp
     # Every account is locked or has no password hash at all: nothing to guess.
     for line in shadow:
         name, password = line.split(":")[:2]
@@ -38,8 +41,7 @@ def test_image_file_holds_no_host_secret(built_image: BuiltImage) -> None:
 
 def test_image_has_esp_with_systemd_boot_and_btrfs_root(built_image: BuiltImage) -> None:
     parts = build.partitions(built_image.image)
-    assert [p.type for p in parts] == ["C12A7328-F81F-11D2-BA4B-00A0C93EC93B",
-                                       build.ROOT_X86_64_TYPE]
+    assert [p.type for p in parts] == [build.ESP_TYPE, build.ROOT_X86_64_TYPE]
     assert "console=ttyS0" in built_image.cmdline
 
 

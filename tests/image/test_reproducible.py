@@ -46,3 +46,5 @@ def test_second_build_has_same_packages_and_reports_byte_identity(
               "second_sha256": second["image_sha256"]}
     (artifacts_dir / "reproducibility.json").write_text(json.dumps(report, indent=2) + "\n")
     log.info("reproducibility: %s", report)
+    for name in (second["image"], second["initrd"], second["kernel"]):
+        (tmp_path / name).unlink()
