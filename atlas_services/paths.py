@@ -1,13 +1,40 @@
 """Every path ATLAS uses on the box, in one place (FHS: code /usr, defaults /usr/lib/atlas,
-admin config /etc/atlas, state /var/lib/atlas, runtime /run/atlas)."""
+admin config /etc/atlas, state /var/lib/atlas, runtime /run/atlas, business data /srv/atlas)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 OS_RELEASE = Path("/usr/lib/os-release")
+
+# Defaults shipped in the image; never edited on the box.
 DEFAULTS_DIR = Path("/usr/lib/atlas")
+BUILD_INFO = DEFAULTS_DIR / "build.json"
+VENDOR_KEY = DEFAULTS_DIR / "vendor.pub"
+DEFAULT_SETTINGS = DEFAULTS_DIR / "atlas.json"
+
+# What the administrator's configuration renders to.
 CONFIG_DIR = Path("/etc/atlas")
+SETTINGS_FILE = CONFIG_DIR / "atlas.json"
+
+# State on the OS disk.
 STATE_DIR = Path("/var/lib/atlas")
+CONFIG_STORE = STATE_DIR / "config"
+MODULE_STORE = STATE_DIR / "modules"
+SYNC_DIR = STATE_DIR / "sync"
+SYNC_STATE = SYNC_DIR / "state.json"
+VERIFY_DIR = STATE_DIR / "verify"
+
+# Runtime.
 RUN_DIR = Path("/run/atlas")
 ROLE_FILE = RUN_DIR / "role.json"
+
+# Prometheus node-exporter's textfile collector directory (Debian's default).
+TEXTFILE_DIR = Path("/var/lib/prometheus/node-exporter")
+
+# The data set: mounted here; its own ATLAS files live under /.atlas on it.
+DATA_ROOT = Path("/srv/atlas")
+DATASET_META = ".atlas"  # relative to the data set's root
+VOLUME_FILE = "volume.json"  # in DATASET_META
+SECRETS_DIR = "secrets"  # in DATASET_META, mode 0700
+DATASET_CONFIG = "config"  # in DATASET_META: copies of committed config generations

@@ -1,0 +1,61 @@
+"""ATLAS's own settings (the `atlas.json` of the configuration store), as a frozen dataclass.
+
+The file is JSON; every field is optional and validated; unknown fields are refused so a
+typo cannot silently fall back to a default.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+from atlas_services import paths
+from atlas_services.errors import Refused
+
+
+@dataclass(frozen=True)
+class Settings:
+    admin_email: str = "root@localhost"
+    verify_interval_s: int = 120
+    sync_interval_s: int = 300
+    sync_stale_after_s: int = 900
+    promote_green_cycles: int = 3
+    free_space_min_percent: int = 10
+    # A raid1 data set with a missing member still boots (marked degraded, loudly).
+    allow_degraded_raid: bool = True
+
+    @classmethod
+    def from_json(cls, data: Any, source: str = "settings") -> Settings:
+        if not isinstance(data, dict):
+            raise Refused(f"{source}: expected a JSON object")
+        known = {f.name: f for f in fields(cls)}
+        unknown = sorted(set(data) - set(known))
+        if unknown:
+            raise Refused(f"{source}: unknown setting(s): {', '.join(unknown)}")
+        for name, value in data.items():
+            expected = type(getattr(cls(), name))
+            # bool is an int in Python; keep the two apart.
+            if type(value) is not expected:
+                raise Refused(f"{source}: {name} must be {expected.__name__}, "
+                              f"not {type(value).__name__}")
+            if expected is int and value < 0:
+                raise Refused(f"{source}: {name} must not be negative")
+        return cls(**data)
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def load(path: Path = paths.SETTINGS_FILE) -> Settings:
+    """The settings in force: the rendered file if there is one, else the defaults."""
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        return Settings()
+    try:
+        data = json.loads(text)
+    except ValueError as err:
+        raise Refused(f"{path} is not valid JSON: {err}", "fix it with 'atlas config'") from None
+    return Settings.from_json(data, str(path))
