@@ -105,6 +105,12 @@ def inputs_hash(repo: Path, sources: Iterable[Path]) -> str:
     return digest.hexdigest()
 
 
+def current_inputs_hash() -> str:
+    """The hash manifest.json records for an image built from this tree."""
+    return inputs_hash(REPO, [REPO / "build.py", IMAGE_DIR, OVERLAYS_DIR, PACKAGE_DIR,
+                              REPO / "README.md"])
+
+
 def _git(repo: Path, *args: str) -> str | None:
     try:
         return proc.run(["git", "-C", repo, *args]).stdout.strip()
@@ -404,8 +410,7 @@ def build(request: BuildRequest) -> dict[str, Any]:
         "image_version": request.image_version,
         "atlas_services_version": ATLAS_VERSION,
         "git_revision": git_revision(REPO),
-        "build_inputs_sha256": inputs_hash(
-            REPO, [REPO / "build.py", IMAGE_DIR, OVERLAYS_DIR, PACKAGE_DIR, REPO / "README.md"]),
+        "build_inputs_sha256": current_inputs_hash(),
         "source_date_epoch": epoch,
     }
     atlas_tree = BUILD_DIR / "atlas-tree"
