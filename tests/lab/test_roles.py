@@ -80,6 +80,8 @@ class TestRoles:
             assert fingerprint(machine) == self.fingerprints[role]
             assert machine.ssh(f"systemctl is-active atlas-{role}.target").stdout.strip() == "active"
             assert machine.ssh("findmnt -no FSTYPE /srv/atlas").stdout.strip() == "btrfs"
+            assert machine.ssh("systemctl is-active nginx postfix dovecot postgresql smbd",
+                               check=False).stdout.split() == ["active"] * 5
             assert machine.boot_state == "running", machine.ssh("systemctl --failed").stdout
         # The two servers reach each other over the private segment only.
         assert a.ssh("ping -c 1 -W 5 10.77.0.11", check=False).returncode == 0
