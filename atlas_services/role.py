@@ -9,10 +9,13 @@ A refusal takes none of those steps: the server stays standby and says why.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import fnmatch
 import json
 import logging
 import os
+import time
+from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Protocol
@@ -60,13 +63,32 @@ class DBusSystem:
         self.bus.get("org.freedesktop.systemd1").StartUnit(unit, "replace")
 
     def reload_network(self) -> None:
-        # networkd starts after this service; if it already runs, make it re-read /run.
-        proc.run(["networkctl", "reload"], check=False)
+        # At boot networkd starts after this service and reads /run itself. Asking it to
+        # reload before then would D-Bus-activate it, and it waits for us: only a running
+        # networkd is told (when the role is re-applied by hand).
+        if proc.run(["systemctl", "is-active", "--quiet", "systemd-networkd.service"],
+                    check=False).returncode == 0:
+            proc.run(["networkctl", "reload"], check=False)
 
     def notify(self, status: str) -> None:
         from systemd import daemon
 
         daemon.notify(f"READY=1\nSTATUS={status}")
+
+
+class Stopwatch:
+    """Seconds spent in each step of taking the role, for role.json and the journal."""
+
+    def __init__(self) -> None:
+        self.steps: dict[str, float] = {}
+
+    @contextlib.contextmanager
+    def step(self, name: str) -> Iterator[None]:
+        start = time.monotonic()
+        try:
+            yield
+        finally:
+            self.steps[name] = round(time.monotonic() - start, 3)
 
 
 def known_cluster() -> str | None:
@@ -82,15 +104,19 @@ def resolve_interface(pattern: str, sys_net: Path = Path("/sys/class/net")) -> s
     return next((n for n in names if n != "lo" and fnmatch.fnmatchcase(n, pattern)), None)
 
 
-def detect_role(*, address_check: bool = True, devices: list[Path] | None = None) -> Decision:
+def detect_role(*, address_check: bool = True, devices: list[Path] | None = None,
+                watch: Stopwatch | None = None) -> Decision:
     """Probe and decide; changes nothing (data sets are only looked at read-only)."""
+    watch = watch or Stopwatch()
     the_settings = settings.load()
-    facts = detect.probe_facts(known_cluster(), devices)
+    with watch.step("probe"):
+        facts = detect.probe_facts(known_cluster(), devices)
     decision = detect.decide(facts, the_settings)
     vol = decision.volume
     if address_check and vol and decision.outcome in (Outcome.PRIMARY, Outcome.SECONDARY):
-        interface = resolve_interface(vol.identity.interface)
-        in_use = bool(interface) and detect.address_answered(str(interface), vol.identity.ip)
+        with watch.step("address_check"):
+            interface = resolve_interface(vol.identity.interface)
+            in_use = bool(interface) and detect.address_answered(str(interface), vol.identity.ip)
         decision = detect.decide(replace(facts, address_in_use=in_use), the_settings)
     return decision
 
@@ -124,29 +150,34 @@ def mount_data_root(decision: Decision, data_root: Path) -> None:
     proc.run(["mount", "-t", "btrfs", "-o", options, decision.dataset.devices[0], data_root])
 
 
-def take_role(decision: Decision, system: System, data_root: Path) -> Decision:
+def take_role(decision: Decision, system: System, data_root: Path, watch: Stopwatch) -> Decision:
     """Mount, claim the identity, bump the generation; returns the decision as applied."""
-    mount_data_root(decision, data_root)
-    vol = volume.read(data_root)
-    install_host_keys(data_root)
-    interface = resolve_interface(vol.identity.interface)
-    if interface is None:
-        logger.warning("no network interface matches %r: the role's address is not configured",
-                       vol.identity.interface)
-    else:
-        fsutil.write_atomic(NETWORK_FILE, network_config(vol.identity, interface).encode())
-        system.reload_network()
-    system.set_hostname(vol.identity.hostname)
-    bumped = vol.bumped()
-    volume.write(data_root, bumped)
-    fsutil.write_atomic(KNOWN_CLUSTER_FILE, f"{bumped.cluster_id}\n".encode())
+    with watch.step("mount"):
+        mount_data_root(decision, data_root)
+        vol = volume.read(data_root)
+    with watch.step("host_keys"):
+        install_host_keys(data_root)
+    with watch.step("network"):
+        interface = resolve_interface(vol.identity.interface)
+        if interface is None:
+            logger.warning("no network interface matches %r: the role's address is not "
+                           "configured", vol.identity.interface)
+        else:
+            fsutil.write_atomic(NETWORK_FILE, network_config(vol.identity, interface).encode())
+            system.reload_network()
+    with watch.step("hostname"):
+        system.set_hostname(vol.identity.hostname)
+    with watch.step("generation"):
+        bumped = vol.bumped()
+        volume.write(data_root, bumped)
+        fsutil.write_atomic(KNOWN_CLUSTER_FILE, f"{bumped.cluster_id}\n".encode())
     assert decision.dataset is not None
     return replace(decision, dataset=replace(decision.dataset, volume=bumped))
 
 
-def record(decision: Decision) -> None:
-    fsutil.write_atomic(paths.ROLE_FILE,
-                        (json.dumps(decision.to_json(), indent=2) + "\n").encode())
+def record(decision: Decision, timings: dict[str, float]) -> None:
+    fsutil.write_atomic(paths.ROLE_FILE, (json.dumps(
+        {**decision.to_json(), "timings": timings}, indent=2) + "\n").encode())
     vol = decision.volume
     message_id = messages.ROLE_DEGRADED if decision.degraded else EVENT_IDS[decision.outcome]
     log.event(message_id, f"ATLAS role: {decision.outcome.value} — {decision.message}",
@@ -158,15 +189,18 @@ def record(decision: Decision) -> None:
 
 
 def apply(system: System, data_root: Path = paths.DATA_ROOT) -> Decision:
-    decision = detect_role()
+    watch = Stopwatch()
+    decision = detect_role(watch=watch)
     if decision.outcome in (Outcome.PRIMARY, Outcome.SECONDARY):
-        decision = take_role(decision, system, data_root)
+        decision = take_role(decision, system, data_root, watch)
     else:
-        system.set_hostname(STANDBY_HOSTNAME)
-    record(decision)
+        with watch.step("hostname"):
+            system.set_hostname(STANDBY_HOSTNAME)
+    with watch.step("start_target"):
+        system.start_unit(decision.target)
+    record(decision, watch.steps)
     # Printed for the console (the unit sends stdout there too): a refusal must be seen.
     print(f"ATLAS: {decision.outcome.value} — {decision.message}", flush=True)
-    system.start_unit(decision.target)
     system.notify(f"{decision.outcome.value}: {decision.message}")
     return decision
 
