@@ -1,0 +1,88 @@
+"""Durable file-system primitives: atomic writes, atomic symlink switches, directory fsync."""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import fcntl
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+
+def fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _temp_name(path: Path) -> Path:
+    return path.with_name(f".{path.name}.tmp-{os.getpid()}")
+
+
+def write_temp(path: Path, data: bytes, mode: int = 0o644) -> Path:
+    """Write data durably to a temporary name beside `path` and return that name.
+
+    Split from `write_atomic` so a caller can prepare many files (and hit a full disk)
+    before replacing any of them.
+    """
+    tmp = _temp_name(path)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, mode)
+    try:
+        os.fchmod(fd, mode)  # the umask must not weaken or widen what was asked
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+        os.fsync(fd)
+    except BaseException:
+        os.close(fd)
+        tmp.unlink(missing_ok=True)
+        raise
+    os.close(fd)
+    return tmp
+
+
+def write_atomic(path: Path, data: bytes | str, mode: int = 0o644) -> None:
+    """Replace `path` with `data` so that readers see the old or the new file, never a mix,
+    and a power loss afterwards keeps the new one."""
+    raw = data.encode() if isinstance(data, str) else data
+    tmp = write_temp(path, raw, mode)
+    os.replace(tmp, path)
+    fsync_dir(path.parent)
+
+
+def switch_symlink(link: Path, target: str) -> None:
+    """Point `link` at `target` atomically: readers see the old or the new target, never none."""
+    tmp = _temp_name(link)
+    tmp.unlink(missing_ok=True)
+    os.symlink(target, tmp)
+    os.replace(tmp, link)
+    fsync_dir(link.parent)
+
+
+_RENAME_EXCHANGE = 2
+_AT_FDCWD = -100
+
+
+def exchange(a: Path, b: Path) -> None:
+    """Swap two directory entries atomically (renameat2 RENAME_EXCHANGE)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    result = libc.renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE)
+    if result != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"cannot exchange {a} and {b}: {os.strerror(err)}")
+    fsync_dir(a.parent)
+
+
+@contextlib.contextmanager
+def locked(lock_file: Path) -> Iterator[None]:
+    """Hold an exclusive lock for one change to a store; a second writer waits for the first
+    (changes are short). The kernel drops the lock when its holder dies, even by SIGKILL."""
+    fd = os.open(lock_file, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
