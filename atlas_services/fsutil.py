@@ -49,7 +49,7 @@ def write_atomic(path: Path, data: bytes | str, mode: int = 0o644) -> None:
     and a power loss afterwards keeps the new one."""
     raw = data.encode() if isinstance(data, str) else data
     tmp = write_temp(path, raw, mode)
-    os.replace(tmp, path)
+    tmp.replace(path)
     fsync_dir(path.parent)
 
 
@@ -57,8 +57,8 @@ def switch_symlink(link: Path, target: str) -> None:
     """Point `link` at `target` atomically: readers see the old or the new target, never none."""
     tmp = _temp_name(link)
     tmp.unlink(missing_ok=True)
-    os.symlink(target, tmp)
-    os.replace(tmp, link)
+    tmp.symlink_to(target)
+    tmp.replace(link)
     fsync_dir(link.parent)
 
 

@@ -79,7 +79,7 @@ class Generation:
                       rollback_of=data.get("rollback_of"))
         except KeyError as err:
             raise AtlasError(f"{source}: missing field {err}") from None
-        ints = (gen.number,) + tuple(x for x in (gen.parent, gen.rollback_of) if x is not None)
+        ints = (gen.number, *(x for x in (gen.parent, gen.rollback_of) if x is not None))
         if not all(type(x) is int for x in ints) or not all(
                 isinstance(s, str) for s in (gen.message, gen.time, gen.who, gen.id)):
             raise AtlasError(f"{source}: a field has the wrong type")
@@ -193,7 +193,7 @@ class ConfigStore:
                     subvol.create(staging)
                     shutil.copytree(default_tree, staging, symlinks=True, dirs_exist_ok=True)
                 crashpoint("init-work")
-                os.rename(staging, self.work)
+                staging.rename(self.work)
             if newest is not None:
                 return None
             return self._commit_locked("initial configuration from the image", who_am_i(),
@@ -227,7 +227,7 @@ class ConfigStore:
         crashpoint("commit-meta")
         subvol.set_read_only(staging)
         crashpoint("commit-readonly")
-        os.rename(staging, self.generations_dir / str(number))
+        staging.rename(self.generations_dir / str(number))
         crashpoint("commit-rename")
         subvol.sync(self.root)
         log.info("committed generation %d: %s", number, gen.message)
@@ -271,7 +271,7 @@ class ConfigStore:
             fsutil.exchange(staging, self.work)
             subvol.delete(staging)  # now the old working tree
         else:
-            os.rename(staging, self.work)
+            staging.rename(self.work)
         subvol.sync(self.root)
 
 

@@ -10,6 +10,7 @@ import re
 import shutil
 import stat
 from pathlib import Path
+from typing import Any, ClassVar
 
 from atlas_services import proc
 from atlas_services.errors import AtlasError, Refused
@@ -23,7 +24,7 @@ STAGING_PREFIX = ".staging-"
 TEMP_MARK = ".tmp-"
 
 
-def _btrfsutil():  # type: ignore[no-untyped-def]
+def _btrfsutil() -> Any:
     try:
         import btrfsutil
     except ImportError:
@@ -34,7 +35,7 @@ def _btrfsutil():  # type: ignore[no-untyped-def]
 
 class _StatFs(ctypes.Structure):
     # struct statfs on 64-bit Linux: f_type comes first; the rest is room enough.
-    _fields_ = [("f_type", ctypes.c_long), ("rest", ctypes.c_byte * 120)]
+    _fields_: ClassVar = [("f_type", ctypes.c_long), ("rest", ctypes.c_byte * 120)]
 
 
 def fs_type(path: Path) -> int:
@@ -144,8 +145,8 @@ def finished_names(directory: Path, pattern: re.Pattern[str]) -> list[str]:
     """Names in directory that match pattern and are finished versions."""
     if not directory.is_dir():
         return []
-    return [name for name in os.listdir(directory)
-            if pattern.fullmatch(name) and is_finished(directory / name)]
+    return [entry.name for entry in directory.iterdir()
+            if pattern.fullmatch(entry.name) and is_finished(entry)]
 
 
 def remove_staging(directory: Path, versions: re.Pattern[str] | None = None) -> list[str]:

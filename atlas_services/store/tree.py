@@ -46,7 +46,7 @@ def scan(root: Path, ignore: Iterable[str] = ()) -> dict[str, Entry]:
                 st = item.stat(follow_symlinks=False)
                 sig: Signature = (st.st_ino, st.st_size, st.st_mode, st.st_mtime_ns, st.st_ctime_ns)
                 if stat.S_ISLNK(st.st_mode):
-                    entries[rel] = Entry("link", 0, sig, os.readlink(item.path))
+                    entries[rel] = Entry("link", 0, sig, str(Path(item.path).readlink()))
                 elif stat.S_ISDIR(st.st_mode):
                     entries[rel] = Entry("dir", stat.S_IMODE(st.st_mode), sig)
                     walk(Path(item.path), rel + "/")
@@ -67,6 +67,14 @@ def _same_content(a: Path, b: Path) -> bool:
                 return True
 
 
+def _modified(a: Entry, b: Entry, old: Path, new: Path) -> bool:
+    if a.kind != b.kind or a.mode != b.mode or a.target != b.target:
+        return True
+    if a.kind != "file" or a.signature == b.signature:
+        return False
+    return a.signature[1] != b.signature[1] or not _same_content(old, new)
+
+
 def compare(old_root: Path, new_root: Path, ignore: Iterable[str] = ()) -> list[Change]:
     """What changed from old_root to new_root, sorted by path."""
     old, new = scan(old_root, ignore), scan(new_root, ignore)
@@ -77,10 +85,7 @@ def compare(old_root: Path, new_root: Path, ignore: Iterable[str] = ()) -> list[
             changes.append(Change(rel, "added"))
         elif b is None:
             changes.append(Change(rel, "removed"))
-        elif a.kind != b.kind or a.mode != b.mode or (a.kind == "link" and a.target != b.target):
-            changes.append(Change(rel, "modified"))
-        elif a.kind == "file" and a.signature != b.signature and (
-                a.signature[1] != b.signature[1] or not _same_content(old_root / rel, new_root / rel)):
+        elif _modified(a, b, old_root / rel, new_root / rel):
             changes.append(Change(rel, "modified"))
     # A new or removed directory is told by the files in it; only empty ones stand alone.
     return [c for c in changes if not _is_dir_with_listed_children(c, old, new, changes)]
@@ -100,7 +105,7 @@ def unified(old_root: Path, new_root: Path, change: Change, old_label: str, new_
     def lines(root: Path) -> list[str] | None:
         path = root / change.path
         if path.is_symlink():
-            return [f"-> {os.readlink(path)}\n"]
+            return [f"-> {path.readlink()}\n"]
         if not path.is_file():
             return []
         try:
