@@ -383,9 +383,10 @@ def check_members(infos: Iterable[tarfile.TarInfo], what: str) -> list[tarfile.T
             if str(parent) in seen and not seen[str(parent)].isdir():
                 raise Refused(f"{what}: member {name!r} lies under {str(parent)!r}, which is not a directory")
         seen[key] = info
-    symlinks = {n: i.linkname for n, i in seen.items() if i.issym()}
+    # Symlinks resolve within payload/: popping past it leaves the tree.
+    symlinks = {n.removeprefix(PAYLOAD + "/"): i.linkname for n, i in seen.items() if i.issym()}
     for name, info in seen.items():
-        if info.issym() and _escapes(name, info.linkname, symlinks):
+        if info.issym() and _escapes(name.removeprefix(PAYLOAD + "/"), info.linkname, symlinks):
             raise Refused(f"{what}: symlink {name!r} -> {info.linkname!r} leaves the tree")
         if info.islnk():
             target = seen.get(info.linkname.rstrip("/"))
