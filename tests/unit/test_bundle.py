@@ -36,8 +36,8 @@ def make(tmp_path: Path, key: Path = TEST_KEY, version: str = "1.0.0") -> tuple[
                               out_dir=tmp_path / "out", signing_key=bundle.load_signing_key(key))
 
 
-def craft(tmp_path: Path, members: list[tuple[tarfile.TarInfo, bytes]], manifest: dict[str, object] | None = None,
-          key: Path = TEST_KEY) -> Path:
+def craft(tmp_path: Path, members: list[tuple[tarfile.TarInfo, bytes]],
+          manifest: dict[str, object] | None = None, key: Path = TEST_KEY) -> Path:
     """A signed archive with exactly the given members (after a manifest)."""
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as archive:
@@ -189,7 +189,8 @@ def test_a_manifest_that_is_not_json_is_refused(tmp_path: Path) -> None:
         archive.addfile(info, io.BytesIO(b"{oops"))
     path = tmp_path / "x.atlas"
     path.write_bytes(buffer.getvalue())
-    path.with_name("x.atlas.sig").write_text(bundle.sign(buffer.getvalue(), bundle.load_signing_key(TEST_KEY)))
+    key = bundle.load_signing_key(TEST_KEY)
+    path.with_name("x.atlas.sig").write_text(bundle.sign(buffer.getvalue(), key))
     with pytest.raises(Refused, match="not JSON"):
         bundle.read_bundle(path, None, TEST_PUB)
 
