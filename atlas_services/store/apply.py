@@ -29,7 +29,7 @@ from typing import Any, Protocol
 
 from atlas_services import fsutil, osinfo, paths, proc
 from atlas_services.errors import AtlasError, Refused
-from atlas_services.render import render_tree, standard_context
+from atlas_services.render import TEMPLATE_SUFFIX, render_tree, standard_context
 from atlas_services.settings import Settings
 from atlas_services.store.config import SETTINGS_NAME, TEMPLATES_NAME, ConfigStore, check_settings
 
@@ -252,8 +252,19 @@ class ApplyResult:
                 "services": self.services, "checked": self.checked, "applied": self.applied}
 
 
+def _refuse_ambiguous(templates: Path) -> None:
+    """`x` and `x.j2` would both render to `x`: refuse rather than pick one silently."""
+    for path in templates.rglob(f"*{TEMPLATE_SUFFIX}"):
+        plain = path.with_suffix("")
+        if plain.is_file():
+            raise Refused(f"templates/{plain.relative_to(templates)} exists both as a template and "
+                          "as a plain file", "remove one of them")
+
+
 def _render(generation: Path, context: Mapping[str, Any], config_root: str) -> Files:
     templates = generation / TEMPLATES_NAME
+    if templates.is_dir():
+        _refuse_ambiguous(templates)
     files = render_tree(templates, {**context, "config_root": config_root}) if templates.is_dir() else {}
     settings = generation / SETTINGS_NAME
     if settings.is_file():
