@@ -85,7 +85,8 @@ def test_only_the_service_whose_output_changed_is_reloaded(
     assert manager.calls == []  # no business service reads atlas.json
 
 
-def test_a_file_dropped_from_the_templates_is_removed(store: ConfigStore, target: Path, tmp_path: Path) -> None:
+def test_a_file_dropped_from_the_templates_is_removed(store: ConfigStore,
+                                                      target: Path, tmp_path: Path) -> None:
     extra = store.work / "templates/etc/nginx/conf.d/extra.conf"
     extra.write_text("# extra\n")
     store.commit("extra")
@@ -99,7 +100,8 @@ def test_a_file_dropped_from_the_templates_is_removed(store: ConfigStore, target
     assert manager.calls == [("reload", "nginx.service")]
 
 
-def test_rendering_for_another_role_changes_the_output(store: ConfigStore, target: Path, tmp_path: Path) -> None:
+def test_rendering_for_another_role_changes_the_output(store: ConfigStore,
+                                                       target: Path, tmp_path: Path) -> None:
     apply.apply(store, target_root=target, context=context(tmp_path, "secondary"), manager=RecordingManager())
     assert "# role secondary" in (target / "etc/nginx/conf.d/site.conf").read_text()
 
