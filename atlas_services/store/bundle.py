@@ -140,6 +140,11 @@ class Formats:
                 "writes": dict(sorted(self.writes.items()))}
 
 
+# What this atlas_services reads and writes; bump with every change of a format, so the
+# module store refuses to select a version that cannot read what is on disk.
+ATLAS_SERVICES_FORMATS = Formats(reads={"config": (1,), "state": (1,)}, writes={"config": 1, "state": 1})
+
+
 @dataclass(frozen=True)
 class FileEntry:
     sha256: str
