@@ -308,7 +308,7 @@ def validate(generation: Path, context: Mapping[str, Any], target_root: Path,
     Returns the names of the services checked; raises ValidationFailed."""
     with tempfile.TemporaryDirectory(prefix="atlas-apply-") as tmp:
         staging = Path(tmp)
-        staging.chmod(0o755)  # checkers that drop privileges must read it
+        # Stays 0700: it may hold copies of the services' private keys (samba/tls, ...).
         files = _render(generation, context, str(staging))
         touched = services_touched(files, services)
         _stage(staging, target_root, files, touched)
