@@ -3,12 +3,13 @@ changed, and refuse (changing nothing) what a checker rejects."""
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 from typing import Any
 
 import pytest
-from storehelp import default_tree, fingerprint
+from storehelp import atlas, default_tree, fingerprint
 
 from atlas_services.errors import Refused
 from atlas_services.render import standard_context
@@ -186,3 +187,26 @@ def test_each_checker_refuses_a_broken_file_and_nothing_changes(
     assert refused.value.file == f"etc/{file}"
     assert f"etc/{file}" in str(refused.value) and checker in str(refused.value)
     assert fingerprint(target) == before and manager.calls == []
+
+
+def test_cli_apply_checks_then_refuses_a_broken_config_in_one_line(btrfs: Path, tmp_path: Path) -> None:
+    store = ConfigStore(btrfs / "config")
+    store.init(default_tree(tmp_path / "default"))
+    # The CLI renders for this host's role (standby without /run/atlas/role.json).
+    (store.work / "templates/etc/nginx/nginx.conf.j2").write_text(
+        "error_log stderr;\npid {{ config_root }}/nginx.pid;\nevents {}\nhttp {}\n")
+    store.commit("pid inside the rendered tree")
+    target = tmp_path / "root"
+    target.mkdir()
+    common = ["config", "--store", str(store.root), "apply", "--root", str(target)]
+    checked = atlas(*common, "--check", "--json")
+    assert checked.returncode == 0, checked.stderr
+    assert "etc/nginx/nginx.conf" in json.loads(checked.stdout)["changed"]
+    assert list(target.iterdir()) == []
+    (store.work / "templates/etc/nginx/nginx.conf.j2").write_text("events {}\nnot_a_directive;\n")
+    store.commit("broken")
+    refused = atlas(*common)
+    assert refused.returncode == 1
+    assert refused.stderr.startswith("atlas: nginx refused etc/nginx/nginx.conf: ")
+    assert refused.stderr.count("\n") == 1
+    assert list(target.iterdir()) == []
