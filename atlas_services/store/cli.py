@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from atlas_services import paths
-from atlas_services.errors import Refused
+from atlas_services.errors import EXIT_FAILED, EXIT_OK, AtlasError, Refused
 from atlas_services.store import config as config_mod
 from atlas_services.store import modules as modules_mod
 from atlas_services.store import subvol, tree
@@ -83,16 +83,27 @@ def _dataset_mounted_as_primary(role_file: Path, data_root: Path) -> bool:
     return bool(role == "primary" and (data_root / paths.DATASET_META).is_dir())
 
 
+def _copy_to_dataset(store: config_mod.ConfigStore) -> int:
+    """On the primary, put the new generation(s) on the data set too. The commit stands
+    either way; a failed copy is reported (exit 1) and made by the next commit."""
+    if not _dataset_mounted_as_primary(paths.ROLE_FILE, paths.DATA_ROOT):
+        return EXIT_OK
+    try:
+        config_mod.copy_missing_to_dataset(store, paths.DATA_ROOT)
+    except (AtlasError, OSError) as err:
+        log.error("committed, but copying to the data set failed: %s — the next commit retries it", err)
+        return EXIT_FAILED
+    return EXIT_OK
+
+
 def config_commit(args: argparse.Namespace) -> int:
     store = _store(args)
     gen = store.commit(args.message)
-    if _dataset_mounted_as_primary(paths.ROLE_FILE, paths.DATA_ROOT):
-        config_mod.copy_generation_to_dataset(store, paths.DATA_ROOT, gen.number)
     if args.json:
         _print_json(gen.to_json())
     else:
         print(f"generation {gen.number} committed: {gen.message}")
-    return 0
+    return _copy_to_dataset(store)
 
 
 def config_log(args: argparse.Namespace) -> int:
@@ -155,10 +166,8 @@ def config_rollback(args: argparse.Namespace) -> int:
     if gen is None:
         print(f"the newest generation already equals generation {args.generation}; nothing to do")
         return 0
-    if _dataset_mounted_as_primary(paths.ROLE_FILE, paths.DATA_ROOT):
-        config_mod.copy_generation_to_dataset(store, paths.DATA_ROOT, gen.number)
     print(f"generation {gen.number} committed: {gen.message}; run 'atlas config apply' to use it")
-    return 0
+    return _copy_to_dataset(store)
 
 
 def config_apply(args: argparse.Namespace) -> int:

@@ -334,6 +334,14 @@ def copy_generation_to_dataset(store: ConfigStore, dataset_root: Path, gen: int)
     return True
 
 
+def copy_missing_to_dataset(store: ConfigStore, dataset_root: Path) -> list[int]:
+    """Copy every generation the data set lacks (so a copy that failed once is made by the
+    next commit). Returns the generations copied."""
+    on_dataset = set(_numbered(dataset_config_dir(dataset_root)))
+    return [gen for gen in store.generations()
+            if gen not in on_dataset and copy_generation_to_dataset(store, dataset_root, gen)]
+
+
 def adopt_newer_from_dataset(store: ConfigStore, dataset_root: Path) -> int | None:
     """At boot as primary: take every generation the data set carries that is newer than the
     OS disk's newest, and reset the working tree to the newest. Returns the newest adopted

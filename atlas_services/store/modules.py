@@ -100,6 +100,8 @@ class ModuleStore:
         return sorted(subvol.finished_names(self.root / module, bundle.VERSION_PATTERN), key=version_key)
 
     def path(self, module: str, version: str) -> Path:
+        if not bundle.NAME_PATTERN.fullmatch(module):
+            raise Refused(f"{module!r} is not a module name", "see 'atlas module list'")
         path = self.root / module / version
         if not bundle.VERSION_PATTERN.fullmatch(version) or not subvol.is_finished(path):
             installed = self.versions(module) if bundle.NAME_PATTERN.fullmatch(module) else []
@@ -196,6 +198,8 @@ class ModuleStore:
 
     def rollback(self, module: str) -> str:
         """Select the previous version again; returns it."""
+        if not bundle.NAME_PATTERN.fullmatch(module):
+            raise Refused(f"{module!r} is not a module name", "see 'atlas module list'")
         previous = self.previous(module)
         if previous is None:
             raise Refused(f"{module} has no previous version to roll back to")

@@ -11,6 +11,7 @@ from atlas_services.store import subvol
 from atlas_services.store.config import (
     ConfigStore,
     adopt_newer_from_dataset,
+    copy_missing_to_dataset,
     copy_generation_to_dataset,
     dataset_config_dir,
 )
@@ -87,3 +88,10 @@ def test_unsaved_edits_are_kept_aside_when_a_newer_generation_is_adopted(
     assert adopt_newer_from_dataset(other, dataset) == 2
     assert (other.root / "work.unsaved-before-2/local.txt").read_text() == "unsaved"
     assert not (other.work / "local.txt").exists()
+
+
+def test_a_missed_copy_is_made_with_the_next_one(store: ConfigStore, dataset: Path) -> None:
+    commit(store, "two")  # say the copy of 1 and 2 failed (data set full, unplugged...)
+    commit(store, "three")
+    assert copy_missing_to_dataset(store, dataset) == [1, 2, 3]
+    assert copy_missing_to_dataset(store, dataset) == []
