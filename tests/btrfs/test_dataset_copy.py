@@ -11,8 +11,8 @@ from atlas_services.store import subvol
 from atlas_services.store.config import (
     ConfigStore,
     adopt_newer_from_dataset,
-    copy_missing_to_dataset,
     copy_generation_to_dataset,
+    copy_missing_to_dataset,
     dataset_config_dir,
 )
 
