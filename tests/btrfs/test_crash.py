@@ -112,3 +112,14 @@ def test_kill_during_select_keeps_a_valid_selection(btrfs: Path, tmp_path: Path)
     assert store.selected("demo") == "1.0.0"
     assert atlas(*common, "select", "demo", "2.0.0").returncode == 0
     assert (store.selected("demo"), store.previous("demo")) == ("2.0.0", "1.0.0")
+
+
+def test_kill_during_init_leaves_a_store_the_next_init_completes(btrfs: Path, tmp_path: Path) -> None:
+    root = btrfs / "config"
+    tree = default_tree(tmp_path / "default")
+    killed_at("init-work", "config", "--store", str(root), "init", "--default-tree", str(tree))
+    store = ConfigStore(root)
+    assert store.generations() == [] and not store.work.exists()
+    assert atlas("config", "--store", str(root), "init", "--default-tree", str(tree)).returncode == 0
+    assert store.generations() == [1] and (store.work / "atlas.json").exists()
+    assert sorted(p.name for p in root.iterdir()) == [".lock", "generations", "work"]
