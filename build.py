@@ -15,8 +15,6 @@ import json
 import os
 import re
 import shutil
-import stat
-import struct
 import sys
 import tempfile
 import time
@@ -26,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import atlas_services
-from atlas_services import errors, log, proc
+from atlas_services import blockdev, errors, log, proc
 from atlas_services.errors import AtlasError, Refused
 
 REPO = Path(__file__).resolve().parent
@@ -108,6 +106,12 @@ def inputs_hash(repo: Path, sources: Iterable[Path]) -> str:
             digest.update(f"{name}\0{mode:o}\0".encode())
             digest.update(hashlib.sha256(path.read_bytes()).digest())
     return digest.hexdigest()
+
+
+def current_inputs_hash() -> str:
+    """The hash manifest.json records for an image built from this tree."""
+    return inputs_hash(REPO, [REPO / "build.py", IMAGE_DIR, OVERLAYS_DIR, PACKAGE_DIR,
+                              REPO / "README.md"])
 
 
 def _git(repo: Path, *args: str) -> str | None:
@@ -448,8 +452,7 @@ def build(request: BuildRequest) -> dict[str, Any]:
         "image_version": request.image_version,
         "atlas_services_version": ATLAS_VERSION,
         "git_revision": git_revision(REPO),
-        "build_inputs_sha256": inputs_hash(
-            REPO, [REPO / "build.py", IMAGE_DIR, OVERLAYS_DIR, PACKAGE_DIR, REPO / "README.md"]),
+        "build_inputs_sha256": current_inputs_hash(),
         "source_date_epoch": epoch,
     }
     atlas_tree = BUILD_DIR / "atlas-tree"
@@ -480,62 +483,7 @@ class FlashRequest:
     confirmed: bool
 
 
-BLKGETSIZE64 = 0x80081272
 BLKFLSBUF = 0x1261
-
-
-def device_size(fd: int) -> int:
-    buf = fcntl.ioctl(fd, BLKGETSIZE64, b"\0" * 8)
-    size: int = struct.unpack("Q", buf)[0]
-    return size
-
-
-def _sysfs_disk(device: Path) -> Path:
-    """/sys/dev/block entry of the whole disk a block device belongs to."""
-    rdev = device.stat().st_rdev
-    node = Path(f"/sys/dev/block/{os.major(rdev)}:{os.minor(rdev)}").resolve()
-    return node.parent if (node / "partition").exists() else node
-
-
-def _disk_of(major: int, minor: int) -> Path | None:
-    node = Path(f"/sys/dev/block/{major}:{minor}")
-    if not node.exists():
-        return None
-    node = node.resolve()
-    return node.parent if (node / "partition").exists() else node
-
-
-def _block_names(disk: Path) -> set[str]:
-    """The disk's kernel name and those of its partitions."""
-    names = {disk.name}
-    names.update(p.name for p in disk.iterdir() if (p / "partition").exists())
-    return names
-
-
-def _mounted_devices() -> set[str]:
-    names: set[str] = set()
-    for line in Path("/proc/self/mountinfo").read_text().splitlines():
-        fields = line.split(" - ", 1)[1].split()
-        source = fields[1]
-        if source.startswith("/dev/"):
-            names.add(Path(os.path.realpath(source)).name)
-    for line in Path("/proc/swaps").read_text().splitlines()[1:]:
-        names.add(Path(os.path.realpath(line.split()[0])).name)
-    return names
-
-
-def running_system_disks() -> set[str]:
-    """Kernel names of the disks that hold / and /usr (and /boot, /efi)."""
-    disks: set[str] = set()
-    for mountpoint in ("/", "/usr", "/boot", "/efi", "/boot/efi"):
-        try:
-            dev = Path(mountpoint).stat().st_dev
-        except FileNotFoundError:
-            continue
-        disk = _disk_of(os.major(dev), os.minor(dev))
-        if disk is not None:
-            disks.add(disk.name)
-    return disks
 
 
 def verify_image_checksum(image: Path) -> str:
@@ -557,29 +505,8 @@ def check_flash_target(request: FlashRequest) -> int:
         raise Refused("flashing needs root", "run it as root")
     if not request.image.is_file():
         raise Refused(f"image {request.image} does not exist")
-    try:
-        mode = request.device.stat().st_mode
-    except FileNotFoundError:
-        raise Refused(f"device {request.device} does not exist") from None
-    if not stat.S_ISBLK(mode):
-        raise Refused(f"{request.device} is not a block device", "name a whole disk, e.g. /dev/sdb")
-    disk = _sysfs_disk(request.device)
-    if (Path(f"/sys/class/block/{request.device.resolve().name}") / "partition").exists():
-        raise Refused(f"{request.device} is a partition", f"name the whole disk: /dev/{disk.name}")
-    if disk.name in running_system_disks():
-        raise Refused(f"{request.device} holds the running system", "never flash the OS disk "
-                      "you booted from")
-    busy = _block_names(disk) & _mounted_devices()
-    if busy:
-        raise Refused(f"{request.device} is in use: {', '.join(sorted(busy))} mounted",
-                      "unmount it first")
-    if any((disk / "holders").iterdir()):
-        raise Refused(f"{request.device} is in use by "
-                      f"{', '.join(p.name for p in (disk / 'holders').iterdir())}",
-                      "stop the RAID/LVM/dm device that holds it first")
+    capacity = blockdev.check_writable_disk(request.device)
     size = request.image.stat().st_size
-    with request.device.open("rb") as dev:
-        capacity = device_size(dev.fileno())
     if capacity < size:
         raise Refused(f"{request.device} holds {capacity} bytes, the image needs {size}",
                       "use a larger disk")

@@ -1,4 +1,5 @@
-"""Durable file-system primitives: atomic writes, atomic symlink switches, directory fsync."""
+"""Atomic, durable file-system changes: a box that loses power keeps the old state or the new
+one (file writes, symlink switches, directory exchanges), and the store's change lock."""
 
 from __future__ import annotations
 
@@ -6,16 +7,38 @@ import contextlib
 import ctypes
 import fcntl
 import os
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 
-def fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+def fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
     try:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def write_atomic(path: Path, data: bytes | str, mode: int = 0o644) -> None:
+    """Replace path with data: temp file in the same directory, fsync, rename, fsync the dir.
+
+    The mode is set before any byte is written, so a secret is never briefly readable.
+    """
+    raw = data.encode() if isinstance(data, str) else data
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        os.fchmod(fd, mode)
+        with os.fdopen(fd, "wb") as stream:
+            stream.write(raw)
+            stream.flush()
+            os.fsync(stream.fileno())
+        Path(tmp).replace(path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    fsync_dir(path.parent)
 
 
 def _temp_name(path: Path) -> Path:
@@ -42,15 +65,6 @@ def write_temp(path: Path, data: bytes, mode: int = 0o644) -> Path:
         raise
     os.close(fd)
     return tmp
-
-
-def write_atomic(path: Path, data: bytes | str, mode: int = 0o644) -> None:
-    """Replace `path` with `data` so that readers see the old or the new file, never a mix,
-    and a power loss afterwards keeps the new one."""
-    raw = data.encode() if isinstance(data, str) else data
-    tmp = write_temp(path, raw, mode)
-    tmp.replace(path)
-    fsync_dir(path.parent)
 
 
 def switch_symlink(link: Path, target: str) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from pathlib import Path
 
 
 class _ProgramFormatter(logging.Formatter):
@@ -44,3 +45,21 @@ def setup(program: str, *, debug: bool = False) -> logging.Logger:
     root.handlers[:] = [handler]
     root.setLevel(logging.DEBUG if debug else logging.INFO)
     return logging.getLogger(program)
+
+
+def event(message_id: str, message: str, *, priority: int = 6, **fields: object) -> None:
+    """One structured journal entry (MESSAGE_ID plus ATLAS_* fields) where there is a
+    journal, an ordinary log line elsewhere. Field names are given without the prefix."""
+    extra = {f"ATLAS_{name.upper()}": "" if value is None else str(value)
+             for name, value in fields.items()}
+    if Path("/run/systemd/journal/socket").exists():
+        try:
+            from systemd import journal
+        except ImportError:
+            pass
+        else:
+            journal.send(message, MESSAGE_ID=message_id, PRIORITY=str(priority),
+                         SYSLOG_IDENTIFIER="atlas", **extra)
+            return
+    level = logging.WARNING if priority <= 4 else logging.INFO
+    logging.getLogger("atlas").log(level, "%s", message)

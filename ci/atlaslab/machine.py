@@ -30,6 +30,7 @@ log = logging.getLogger("atlaslab")
 OVMF_CODE = Path("/usr/share/OVMF/OVMF_CODE_4M.fd")
 OVMF_VARS = Path("/usr/share/OVMF/OVMF_VARS_4M.fd")
 OS_DISK_SIZE = "8G"
+BUSINESS_INTERFACE = "enp0s16"  # the segment NIC's name inside a lab machine
 PROGRESS_EVERY = 10.0
 
 
@@ -126,10 +127,12 @@ class Machine:
             # The private segment: frames go only to the lab's hub.
             "-netdev", f"dgram,id=seg,local.type=unix,local.path={self.lab.segment / (self.name + '.sock')},"
                        f"remote.type=unix,remote.path={self.lab.segment / hub.HUB_SOCKET}",
-            "-device", f"virtio-net-pci,netdev=seg,mac={self.segment_mac}",
+            # Fixed PCI slots give fixed interface names in the guest: enp0s16 on the
+            # segment (the business network), enp0s17 for the host's way in.
+            "-device", f"virtio-net-pci,netdev=seg,mac={self.segment_mac},addr=0x10",
             # The host's way in: forwarded SSH on loopback; restrict=on keeps the guest in.
             "-netdev", f"user,id=mgmt,restrict=on,hostfwd=tcp:127.0.0.1:{self.ssh_port}-:22",
-            "-device", f"virtio-net-pci,netdev=mgmt,mac=52:54:00:a7:ff:{self.index:02x}",
+            "-device", f"virtio-net-pci,netdev=mgmt,mac=52:54:00:a7:ff:{self.index:02x},addr=0x11",
             "-smbios", f"type=11,value=io.systemd.credential.binary:ssh.authorized_keys.root={key}",
             *self._boot_args(),
         ]

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from storehelp import atlas, default_tree, fingerprint
+from .storehelp import atlas, default_tree, fingerprint
 
 from atlas_services.errors import Refused
 from atlas_services.render import standard_context
@@ -31,8 +31,8 @@ class RecordingManager:
 
 
 @pytest.fixture
-def store(btrfs: Path, tmp_path: Path) -> ConfigStore:
-    store = ConfigStore(btrfs / "config")
+def store(store_fs: Path, tmp_path: Path) -> ConfigStore:
+    store = ConfigStore(store_fs / "config")
     store.init(default_tree(tmp_path / "default"))
     return store
 
@@ -189,8 +189,8 @@ def test_each_checker_refuses_a_broken_file_and_nothing_changes(
     assert fingerprint(target) == before and manager.calls == []
 
 
-def test_cli_apply_checks_then_refuses_a_broken_config_in_one_line(btrfs: Path, tmp_path: Path) -> None:
-    store = ConfigStore(btrfs / "config")
+def test_cli_apply_checks_then_refuses_a_broken_config_in_one_line(store_fs: Path, tmp_path: Path) -> None:
+    store = ConfigStore(store_fs / "config")
     store.init(default_tree(tmp_path / "default"))
     # The CLI renders for this host's role (standby without /run/atlas/role.json).
     (store.work / "templates/etc/nginx/nginx.conf.j2").write_text(

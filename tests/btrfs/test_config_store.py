@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
-from storehelp import atlas, default_tree, fingerprint
+from .storehelp import atlas, default_tree, fingerprint
 
 from atlas_services.errors import Refused
 from atlas_services.store import subvol
@@ -14,8 +14,8 @@ from atlas_services.store.config import META_FILE, ConfigStore
 
 
 @pytest.fixture
-def store(btrfs: Path, tmp_path: Path) -> ConfigStore:
-    store = ConfigStore(btrfs / "config")
+def store(store_fs: Path, tmp_path: Path) -> ConfigStore:
+    store = ConfigStore(store_fs / "config")
     store.init(default_tree(tmp_path / "default"))
     return store
 
@@ -129,11 +129,11 @@ def test_store_not_on_btrfs_is_refused(tmp_path: Path) -> None:
     assert not (tmp_path / "config").exists()
 
 
-def test_cli_round_trip(btrfs: Path, tmp_path: Path) -> None:
-    root = str(btrfs / "config")
+def test_cli_round_trip(store_fs: Path, tmp_path: Path) -> None:
+    root = str(store_fs / "config")
     tree = default_tree(tmp_path / "default")
     assert atlas("config", "--store", root, "init", "--default-tree", str(tree)).returncode == 0
-    (btrfs / "config/work/atlas.json").write_text('{"sync_interval_s": 60}\n')
+    (store_fs / "config/work/atlas.json").write_text('{"sync_interval_s": 60}\n')
     committed = atlas("config", "--store", root, "commit", "-m", "sync every minute", "--json")
     assert committed.returncode == 0, committed.stderr
     assert json.loads(committed.stdout)["number"] == 2
@@ -148,8 +148,8 @@ def test_cli_round_trip(btrfs: Path, tmp_path: Path) -> None:
     assert atlas("config", "--store", root, "diff", "1", "3", "--json").stdout.count('"path"') == 0
 
 
-def test_cli_refusals_are_one_line_with_exit_2(btrfs: Path, tmp_path: Path) -> None:
-    root = str(btrfs / "config")
+def test_cli_refusals_are_one_line_with_exit_2(store_fs: Path, tmp_path: Path) -> None:
+    root = str(store_fs / "config")
     atlas("config", "--store", root, "init", "--default-tree", str(default_tree(tmp_path / "d")))
     for args in (["show", "5"], ["rollback", "5"], ["commit", "-m", "empty"], ["diff", "0"]):
         result = atlas("config", "--store", root, *args)

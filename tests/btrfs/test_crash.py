@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
-from storehelp import REPO, TEST_KEY, TEST_PUB, atlas, default_tree
+from .storehelp import REPO, TEST_KEY, TEST_PUB, atlas, default_tree
 
 from atlas_services.store import bundle, subvol
 from atlas_services.store.config import ConfigStore
@@ -33,8 +33,8 @@ def assert_consistent(store: ConfigStore) -> None:
 
 
 @pytest.mark.parametrize("point", ["commit-snapshot", "commit-meta", "commit-readonly", "commit-rename"])
-def test_kill_during_commit_leaves_old_or_new_history(btrfs: Path, tmp_path: Path, point: str) -> None:
-    store = ConfigStore(btrfs / "config")
+def test_kill_during_commit_leaves_old_or_new_history(store_fs: Path, tmp_path: Path, point: str) -> None:
+    store = ConfigStore(store_fs / "config")
     store.init(default_tree(tmp_path / "default"))
     (store.work / "note.txt").write_text("two\n")
     killed_at(point, "config", "--store", str(store.root), "commit", "-m", "two")
@@ -51,8 +51,8 @@ def test_kill_during_commit_leaves_old_or_new_history(btrfs: Path, tmp_path: Pat
 
 
 def test_random_kills_during_commits_of_a_large_tree_never_show_half_a_generation(
-        btrfs: Path, tmp_path: Path) -> None:
-    store = ConfigStore(btrfs / "config")
+        store_fs: Path, tmp_path: Path) -> None:
+    store = ConfigStore(store_fs / "config")
     store.init(default_tree(tmp_path / "default"))
     for n in range(2000):
         (store.work / f"f{n // 100}").mkdir(exist_ok=True)
@@ -87,8 +87,8 @@ def make_bundle(tmp_path: Path, version: str) -> Path:
 
 
 @pytest.mark.parametrize("point", ["install-created", "install-extracted", "install-readonly"])
-def test_kill_during_install_leaves_no_half_version(btrfs: Path, tmp_path: Path, point: str) -> None:
-    store = ModuleStore(btrfs / "modules", formats_file=btrfs / "formats.json")
+def test_kill_during_install_leaves_no_half_version(store_fs: Path, tmp_path: Path, point: str) -> None:
+    store = ModuleStore(store_fs / "modules", formats_file=store_fs / "formats.json")
     archive = make_bundle(tmp_path, "1.0.0")
     common = ["module", "--store", str(store.root), "--vendor-key", str(TEST_PUB),
               "--formats-file", str(store.formats_file)]
@@ -101,8 +101,8 @@ def test_kill_during_install_leaves_no_half_version(btrfs: Path, tmp_path: Path,
     assert sorted(p.name for p in (store.root / "demo").iterdir()) == ["1.0.0", "selected"]
 
 
-def test_kill_during_select_keeps_a_valid_selection(btrfs: Path, tmp_path: Path) -> None:
-    store = ModuleStore(btrfs / "modules", formats_file=btrfs / "formats.json")
+def test_kill_during_select_keeps_a_valid_selection(store_fs: Path, tmp_path: Path) -> None:
+    store = ModuleStore(store_fs / "modules", formats_file=store_fs / "formats.json")
     store.install(make_bundle(tmp_path / "a", "1.0.0"), None, TEST_PUB)
     store.install(make_bundle(tmp_path / "b", "2.0.0"), None, TEST_PUB)
     store.select("demo", "1.0.0")
@@ -114,8 +114,8 @@ def test_kill_during_select_keeps_a_valid_selection(btrfs: Path, tmp_path: Path)
     assert (store.selected("demo"), store.previous("demo")) == ("2.0.0", "1.0.0")
 
 
-def test_kill_during_init_leaves_a_store_the_next_init_completes(btrfs: Path, tmp_path: Path) -> None:
-    root = btrfs / "config"
+def test_kill_during_init_leaves_a_store_the_next_init_completes(store_fs: Path, tmp_path: Path) -> None:
+    root = store_fs / "config"
     tree = default_tree(tmp_path / "default")
     killed_at("init-work", "config", "--store", str(root), "init", "--default-tree", str(tree))
     store = ConfigStore(root)

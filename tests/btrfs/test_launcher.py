@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from storehelp import REPO, TEST_KEY, TEST_PUB
+from .storehelp import REPO, TEST_KEY, TEST_PUB
 
 import atlas_services
 from atlas_services.store import bundle
@@ -50,8 +50,8 @@ def install_version(store: ModuleStore, tmp_path: Path, version: str, *, broken:
 
 
 @pytest.fixture
-def store(btrfs: Path) -> ModuleStore:
-    return ModuleStore(btrfs / "modules", formats_file=btrfs / "formats.json")
+def store(store_fs: Path) -> ModuleStore:
+    return ModuleStore(store_fs / "modules", formats_file=store_fs / "formats.json")
 
 
 def test_without_a_selection_the_image_copy_runs(store: ModuleStore, tmp_path: Path) -> None:

@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 import pytest
-from storehelp import OTHER_KEY, TEST_KEY, TEST_PUB, atlas, fingerprint
+from .storehelp import OTHER_KEY, TEST_KEY, TEST_PUB, atlas, fingerprint
 
 from atlas_services.errors import Refused
 from atlas_services.store import bundle, subvol
@@ -27,8 +27,8 @@ def make_bundle(tmp_path: Path, version: str, *, reads: tuple[int, ...] = (1,), 
 
 
 @pytest.fixture
-def store(btrfs: Path) -> ModuleStore:
-    return ModuleStore(btrfs / "modules", formats_file=btrfs / "formats.json")
+def store(store_fs: Path) -> ModuleStore:
+    return ModuleStore(store_fs / "modules", formats_file=store_fs / "formats.json")
 
 
 def install(store: ModuleStore, archive: Path) -> bundle.Manifest:
@@ -167,9 +167,9 @@ def test_readers_never_see_a_missing_selection_while_select_runs(store: ModuleSt
     assert [results.get(timeout=5) for _ in readers] == [0, 0]
 
 
-def test_cli_install_list_select_and_refusals(btrfs: Path, tmp_path: Path) -> None:
-    common = ["module", "--store", str(btrfs / "modules"), "--vendor-key", str(TEST_PUB),
-              "--formats-file", str(btrfs / "formats.json")]
+def test_cli_install_list_select_and_refusals(store_fs: Path, tmp_path: Path) -> None:
+    common = ["module", "--store", str(store_fs / "modules"), "--vendor-key", str(TEST_PUB),
+              "--formats-file", str(store_fs / "formats.json")]
     archive = make_bundle(tmp_path, "1.0.0")
     assert atlas(*common, "install", str(archive), "--select").returncode == 0
     listed = json.loads(atlas(*common, "list", "--json").stdout)
