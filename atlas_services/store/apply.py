@@ -206,6 +206,17 @@ def default_manager() -> ServiceManager | None:
 # ---------------------------------------------------------------- the context for a role
 
 
+def _identity(role: dict[str, Any]) -> dict[str, Any]:
+    """The role's identity in role.json: the data set's volume.json identity when recorded
+    (hostname, address/prefix, gateway, dns), else the top-level fields."""
+    dataset = role.get("dataset")
+    volume = dataset.get("volume") if isinstance(dataset, dict) else None
+    identity = volume.get("identity") if isinstance(volume, dict) else None
+    if isinstance(identity, dict):
+        return {**identity, "domain": role.get("domain", "")}
+    return role
+
+
 def role_context(settings: Settings, *, role_file: Path = paths.ROLE_FILE,
                  data_root: Path = paths.DATA_ROOT) -> dict[str, Any]:
     """The template context for this server from /run/atlas/role.json (role and identity);
@@ -218,7 +229,7 @@ def role_context(settings: Settings, *, role_file: Path = paths.ROLE_FILE,
         raise AtlasError(f"{role_file} is unreadable: {err}") from None
     if not isinstance(data, dict):
         data = {}
-    identity = data.get("identity") if isinstance(data.get("identity"), dict) else data
+    identity = _identity(data)
     role = data.get("role") if data.get("role") in ROLES else "standby"
     address = str(identity.get("address") or "127.0.0.1")
     prefix = identity.get("prefix", 32)

@@ -6,11 +6,12 @@ import json
 from pathlib import Path
 
 import pytest
-from .storehelp import atlas, default_tree, fingerprint
 
 from atlas_services.errors import Refused
 from atlas_services.store import subvol
 from atlas_services.store.config import META_FILE, ConfigStore
+
+from .storehelp import atlas, default_tree, fingerprint
 
 
 @pytest.fixture

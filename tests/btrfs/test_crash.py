@@ -12,11 +12,12 @@ import time
 from pathlib import Path
 
 import pytest
-from .storehelp import REPO, TEST_KEY, TEST_PUB, atlas, default_tree
 
 from atlas_services.store import bundle, subvol
 from atlas_services.store.config import ConfigStore
 from atlas_services.store.modules import ModuleStore
+
+from .storehelp import REPO, TEST_KEY, TEST_PUB, atlas, default_tree
 
 
 def killed_at(point: str, *args: str) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from .storehelp import default_tree
 
 from atlas_services.store import subvol
 from atlas_services.store.config import (
@@ -15,6 +14,8 @@ from atlas_services.store.config import (
     copy_missing_to_dataset,
     dataset_config_dir,
 )
+
+from .storehelp import default_tree
 
 
 @pytest.fixture

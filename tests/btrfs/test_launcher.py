@@ -9,11 +9,12 @@ import sys
 from pathlib import Path
 
 import pytest
-from .storehelp import REPO, TEST_KEY, TEST_PUB
 
 import atlas_services
 from atlas_services.store import bundle
 from atlas_services.store.modules import ModuleStore
+
+from .storehelp import REPO, TEST_KEY, TEST_PUB
 
 LAUNCHER = REPO / "overlays/usr/bin/atlas"
 

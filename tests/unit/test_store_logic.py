@@ -91,3 +91,25 @@ def test_generation_metadata_round_trips_and_rejects_wrong_types() -> None:
     assert config.Generation.from_json(gen.to_json(), "meta") == gen
     with pytest.raises(AtlasError, match="wrong type"):
         config.Generation.from_json({**gen.to_json(), "number": "3"}, "meta")
+
+
+def test_role_context_takes_the_identity_recorded_by_role_detection(tmp_path: Path) -> None:
+    import json
+
+    from atlas_services.settings import Settings
+    role = {"role": "primary", "hostname": "shop1", "address": "10.77.0.10/24",
+            "dataset": {"volume": {"identity": {"hostname": "shop1", "address": "10.77.0.10/24",
+                                                "gateway": "10.77.0.1", "dns": ["10.77.0.1"],
+                                                "interface": "en*"}}}}
+    (tmp_path / "role.json").write_text(json.dumps(role))
+    ctx = apply.role_context(Settings(), role_file=tmp_path / "role.json", data_root=Path("/srv/atlas"))
+    assert (ctx["role"], ctx["hostname"], ctx["address"], ctx["prefix"]) == ("primary", "shop1",
+                                                                             "10.77.0.10", 24)
+    assert (ctx["gateway"], ctx["dns"], ctx["data_root"]) == ("10.77.0.1", ["10.77.0.1"], "/srv/atlas")
+
+
+def test_without_a_decided_role_the_context_is_standby(tmp_path: Path) -> None:
+    from atlas_services.settings import Settings
+    (tmp_path / "role.json").write_text('{"role": "refused", "reason": "foreign cluster"}')
+    assert apply.role_context(Settings(), role_file=tmp_path / "role.json")["role"] == "standby"
+    assert apply.role_context(Settings(), role_file=tmp_path / "missing.json")["role"] == "standby"
