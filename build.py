@@ -32,6 +32,8 @@ IMAGE_DIR = REPO / "image"
 OVERLAYS_DIR = REPO / "overlays"
 PACKAGE_DIR = REPO / "atlas_services"
 BUILD_DIR = REPO / "build"
+# Signs the image's own module bundle when no --signing-key is given: never a release key.
+DEV_SIGNING_KEY = BUILD_DIR / "dev-signing.key"
 DEFAULT_OUTPUT = REPO / "output"
 IMAGE_ID = "atlas"
 ATLAS_VERSION = atlas_services.__version__
@@ -63,6 +65,7 @@ examples:
   ./build.py
   ./build.py --image-version 1.2.0 --output /srv/images
   ./build.py --clean
+  ./build.py --signing-key /secure/vendor-signing.key
   ./build.py flash --image output/atlas_0.1.0.raw --device /dev/sdb
 """
 
@@ -147,6 +150,7 @@ class BuildRequest:
     image_version: str
     clean: bool
     verbose: bool
+    signing_key: Path | None = None  # None: the development key under build/
 
 
 def check_host() -> None:
@@ -220,6 +224,44 @@ def stage_atlas_tree(tree: Path, build_info: dict[str, Any]) -> None:
     info = tree / "usr/lib/atlas/build.json"
     info.parent.mkdir(parents=True)
     info.write_text(json.dumps(build_info, indent=2, sort_keys=True) + "\n")
+
+
+def signing_key_path(request: BuildRequest) -> Path:
+    """The key that signs the image's bundles: the one given, else a development key."""
+    if request.signing_key is not None:
+        if not request.signing_key.is_file():
+            raise Refused(f"signing key {request.signing_key} does not exist",
+                          "give the vendor's private key file (hex seed) with --signing-key")
+        return request.signing_key
+    from atlas_services.store import bundle
+    if not DEV_SIGNING_KEY.exists():
+        bundle.generate_key(DEV_SIGNING_KEY, DEV_SIGNING_KEY.with_suffix(".pub"),
+                            "ATLAS development signing key made by build.py: not for release images")
+        print(f"build.py: generated a development signing key: {DEV_SIGNING_KEY}", flush=True)
+    print(f"build.py: no --signing-key given: signing with the development key {DEV_SIGNING_KEY} "
+          "(the image will trust only bundles signed with it)", flush=True)
+    return DEV_SIGNING_KEY
+
+
+def stage_bundle(tree: Path, key_file: Path, epoch: int) -> Path:
+    """Sign the image's own atlas_services as a module bundle (the module store's first
+    version) and put the matching public key where the image trusts it."""
+    from atlas_services import paths
+    from atlas_services.store import bundle
+    key = bundle.load_signing_key(key_file)
+    out_dir = tree / paths.IMAGE_BUNDLES.relative_to("/")
+    payload = BUILD_DIR / "bundle-payload"
+    if payload.exists():
+        shutil.rmtree(payload)
+    shutil.copytree(PACKAGE_DIR, payload / PACKAGE_DIR.name,
+                    ignore=shutil.ignore_patterns(*SKIPPED_NAMES, "*.pyc"))
+    archive, _ = bundle.make_bundle(payload, name=PACKAGE_DIR.name, version=ATLAS_VERSION,
+                                    formats=bundle.ATLAS_SERVICES_FORMATS, out_dir=out_dir,
+                                    signing_key=key, epoch=epoch)
+    vendor = tree / paths.VENDOR_KEY.relative_to("/")
+    vendor.parent.mkdir(parents=True, exist_ok=True)
+    vendor.write_text(f"# ATLAS vendor public key\n{bundle.public_key_hex(key)}\n")
+    return archive
 
 
 # ---------------------------------------------------------------- running mkosi
@@ -414,7 +456,9 @@ def build(request: BuildRequest) -> dict[str, Any]:
         "source_date_epoch": epoch,
     }
     atlas_tree = BUILD_DIR / "atlas-tree"
+    key_file = signing_key_path(request)
     stage_atlas_tree(atlas_tree, build_info)
+    stage_bundle(atlas_tree, key_file, epoch)
     render_config(IMAGE_DIR, BUILD_DIR / "mkosi", template_values(request, epoch, atlas_tree))
     print(f"build.py: building ATLAS image {request.image_version} with mkosi "
           f"(full log: {BUILD_DIR / 'mkosi.log'})", flush=True)
@@ -544,13 +588,17 @@ def parse_build(argv: Sequence[str]) -> BuildRequest:
                         help="drop mkosi's incremental cache and build from scratch "
                              "(downloaded packages are kept)")
     parser.add_argument("--verbose", action="store_true", help="show all of mkosi's output")
+    parser.add_argument("--signing-key", type=Path, default=None, metavar="FILE",
+                        help="private ed25519 key (hex seed) that signs the image's module bundle "
+                             "(default: a development key in build/)")
     parser.add_argument("--debug", action="store_true", help="show commands run and tracebacks")
     args = parser.parse_args(argv)
     if not valid_version(args.image_version):
         parser.error(f"--image-version {args.image_version!r}: "
                      "use letters, digits and . ~ + - (starting with a letter or digit)")
     return BuildRequest(output_dir=args.output.resolve(), image_version=args.image_version,
-                        clean=args.clean, verbose=args.verbose)
+                        clean=args.clean, verbose=args.verbose,
+                        signing_key=args.signing_key.resolve() if args.signing_key else None)
 
 
 def parse_flash(argv: Sequence[str]) -> FlashRequest:

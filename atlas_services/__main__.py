@@ -7,9 +7,10 @@ import sys
 from collections.abc import Sequence
 
 from atlas_services import __version__, cluster, dataset, errors, log, role, status
+from atlas_services.store import cli as store_cli
 
 # Each module that owns a verb registers its own subcommand.
-COMMAND_MODULES = (status, role, cluster, dataset)
+COMMAND_MODULES = (status, role, cluster, dataset, store_cli)
 
 EPILOG = """\
 exit codes: 0 ok, 1 a check or operation failed, 2 usage error or refused input.
@@ -19,6 +20,8 @@ examples:
   atlas role detect
   atlas cluster init --help
   atlas disks init --role primary /dev/sdb /dev/sdc
+  atlas config log
+  atlas module list
 """
 
 

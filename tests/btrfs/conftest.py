@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import subprocess
+import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -83,3 +85,48 @@ def make_cluster(tmp_path: Path) -> Callable[..., Path]:
         cluster_mod.create(the_cluster, directory)
         return directory
     return make
+
+
+# ---------------------------------------------------------------- the versioned store's file systems
+
+STORE_FS_SIZE = "256M"  # mkfs.btrfs needs a little over 100 MiB for its default profile
+
+
+@contextlib.contextmanager
+def loop_btrfs(label: str) -> Iterator[Path]:
+    """A freshly made btrfs on a loop device, mounted; unmounted and detached afterwards."""
+    with tempfile.TemporaryDirectory(prefix=f"atlas-{label}-") as tmp:
+        image = Path(tmp) / "disk.img"
+        mountpoint = Path(tmp) / "mnt"
+        mountpoint.mkdir()
+        subprocess.run(["truncate", "-s", STORE_FS_SIZE, str(image)], check=True)
+        device = subprocess.run(["losetup", "--find", "--show", str(image)], check=True,
+                                capture_output=True, text=True).stdout.strip()
+        mounted = False
+        try:
+            subprocess.run(["mkfs.btrfs", "-q", "-L", label, device], check=True, capture_output=True)
+            subprocess.run(["mount", device, str(mountpoint)], check=True)
+            mounted = True
+            yield mountpoint
+        finally:
+            if mounted:
+                subprocess.run(["umount", str(mountpoint)], check=False)
+            subprocess.run(["losetup", "-d", device], check=False)
+
+
+@pytest.fixture
+def store_fs() -> Iterator[Path]:
+    """Root of a real, empty btrfs (stands in for the OS disk's /var/lib/atlas)."""
+    if os.geteuid() != 0:
+        pytest.skip("real btrfs on loop devices needs root")
+    with loop_btrfs("atlas-os") as root:
+        yield root
+
+
+@pytest.fixture
+def dataset_fs() -> Iterator[Path]:
+    """Root of a second real btrfs, standing in for a mounted data set."""
+    if os.geteuid() != 0:
+        pytest.skip("real btrfs on loop devices needs root")
+    with loop_btrfs("atlas-data") as root:
+        yield root
