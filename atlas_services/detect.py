@@ -190,7 +190,7 @@ def probe_facts(known_cluster: str | None, devices: Sequence[Path] | None = None
     return Facts(datasets=datasets, known_cluster=known_cluster)
 
 
-def address_answered(interface: str, address: str, seconds: int = 2) -> bool:
+def address_answered(interface: str, address: str, seconds: int = 1) -> bool:
     """IPv4 duplicate-address detection (RFC 5227 probe) on the business interface."""
     proc.run(["ip", "link", "set", "dev", interface, "up"], check=False)
     result = proc.run(["arping", "-D", "-q", "-I", interface, "-c", str(seconds), "-w",

@@ -22,6 +22,7 @@ from typing import Protocol
 
 from atlas_services import dataset, detect, fsutil, log, messages, paths, proc, settings, volume
 from atlas_services.detect import Decision, Outcome
+from atlas_services.errors import AtlasError
 
 logger = logging.getLogger(__name__)
 
@@ -175,9 +176,56 @@ def take_role(decision: Decision, system: System, data_root: Path, watch: Stopwa
     return replace(decision, dataset=replace(decision.dataset, volume=bumped))
 
 
-def record(decision: Decision, timings: dict[str, float]) -> None:
+class _NothingRunsYet:
+    """At boot the business services start after this service: nothing to reload."""
+
+    def reload(self, unit: str) -> None:
+        pass
+
+    def restart(self, unit: str) -> None:
+        pass
+
+
+def prepare_configuration(decision: Decision, data_root: Path, watch: Stopwatch) -> None:
+    """Adopt the data set's newer configuration (primary) and render it for this role.
+
+    A failure is logged, not fatal: the services then start on the configuration /etc
+    already holds, which is better than no role at all.
+    """
+    from atlas_services.store import apply as store_apply
+    from atlas_services.store.config import ConfigStore, adopt_newer_from_dataset
+
+    store = ConfigStore()
+    if not store.exists():
+        logger.warning("no configuration store on this OS disk: /etc is used as it is")
+        return
+    try:
+        if decision.outcome is Outcome.PRIMARY:
+            with watch.step("adopt_config"):
+                adopted = adopt_newer_from_dataset(store, data_root)
+            if adopted is not None:
+                logger.info("adopted configuration generation %d from the data set", adopted)
+        with watch.step("apply_config"):
+            store_apply.apply(store, manager=_NothingRunsYet())
+    except AtlasError as err:
+        logger.error("configuration for the %s role not applied: %s", decision.outcome.value, err)
+
+
+def write_role_file(decision: Decision, timings: dict[str, float], domain: str) -> None:
     fsutil.write_atomic(paths.ROLE_FILE, (json.dumps(
-        {**decision.to_json(), "timings": timings}, indent=2) + "\n").encode())
+        {**decision.to_json(), "domain": domain, "timings": timings}, indent=2) + "\n").encode())
+
+
+def dataset_domain(data_root: Path) -> str:
+    try:
+        data = json.loads((dataset.meta(data_root) / dataset.CLUSTER_COPY).read_text())
+    except (OSError, ValueError):
+        return ""
+    domain = data.get("domain", "") if isinstance(data, dict) else ""
+    return domain if isinstance(domain, str) else ""
+
+
+def record(decision: Decision) -> None:
     vol = decision.volume
     message_id = messages.ROLE_DEGRADED if decision.degraded else EVENT_IDS[decision.outcome]
     log.event(message_id, f"ATLAS role: {decision.outcome.value} — {decision.message}",
@@ -191,14 +239,20 @@ def record(decision: Decision, timings: dict[str, float]) -> None:
 def apply(system: System, data_root: Path = paths.DATA_ROOT) -> Decision:
     watch = Stopwatch()
     decision = detect_role(watch=watch)
+    domain = ""
     if decision.outcome in (Outcome.PRIMARY, Outcome.SECONDARY):
         decision = take_role(decision, system, data_root, watch)
+        domain = dataset_domain(data_root)
+        # The configuration is rendered from role.json: write it before rendering.
+        write_role_file(decision, watch.steps, domain)
+        prepare_configuration(decision, data_root, watch)
     else:
         with watch.step("hostname"):
             system.set_hostname(STANDBY_HOSTNAME)
     with watch.step("start_target"):
         system.start_unit(decision.target)
-    record(decision, watch.steps)
+    write_role_file(decision, watch.steps, domain)
+    record(decision)
     # Printed for the console (the unit sends stdout there too): a refusal must be seen.
     print(f"ATLAS: {decision.outcome.value} — {decision.message}", flush=True)
     system.notify(f"{decision.outcome.value}: {decision.message}")
