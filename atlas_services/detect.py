@@ -163,10 +163,10 @@ def _expected_devices(device: str) -> int:
 def find_datasets(devices: Sequence[Path] | None = None) -> dict[str, list[str]]:
     """fsid → member devices of every btrfs file system labelled atlas-data."""
     found: dict[str, list[str]] = {}
-    for device in devices if devices is not None else blockdev.kernel_devices():
-        probe = blockdev.probe(device)
+    candidates = list(devices) if devices is not None else blockdev.kernel_devices()
+    for probe in blockdev.probe_all(candidates):
         if probe.fstype == "btrfs" and probe.label == volume.LABEL and probe.uuid:
-            found.setdefault(probe.uuid, []).append(str(device))
+            found.setdefault(probe.uuid, []).append(str(probe.device))
     return found
 
 
