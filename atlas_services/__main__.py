@@ -7,15 +7,17 @@ import sys
 from collections.abc import Sequence
 
 from atlas_services import __version__, errors, log, status
+from atlas_services.verify import cli as verify_cli
 
 # Each module that owns a verb registers its own subcommand.
-COMMAND_MODULES = (status,)
+COMMAND_MODULES = (status, verify_cli)
 
 EPILOG = """\
 exit codes: 0 ok, 1 a check or operation failed, 2 usage error or refused input.
 examples:
   atlas status
   atlas status --json
+  atlas verify --now
 """
 
 
