@@ -57,7 +57,7 @@ SAMBA_PASSDB = "samba/passdb.tdb"  # in SECRETS_DIR: SMB accounts follow the dat
 # (config-default/templates) spell the same names; tests/unit/test_templates.py checks.
 WEB_ROOT = "web/site"
 MAIL_USERS = "mail/users"  # dovecot passwd-file: address:{SSHA512}hash
-MAIL_RECIPIENTS = "mail/recipients"  # postfix texthash: address OK
+MAIL_RECIPIENTS = "mail/recipients"  # postfix hash map (postmap it): address OK
 MAIL_BOXES = "mail/boxes"  # maildirs, DOMAIN/LOCALPART/Maildir, owned by the mail user
 POSTGRES_DATA = "postgresql/15/main"
 SHARES = "shares"  # one directory per SMB share

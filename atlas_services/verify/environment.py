@@ -65,12 +65,16 @@ class Environment:
     data_root: Path
     domain: str
     hostname: str
-    config_root: Path = Path("/")  # smb.conf is config_root/etc/samba/smb.conf
+    config_root: Path = Path("/")  # where etc/samba/smb.conf and etc/postfix/ are
     db: DbAdmin = DbAdmin()
 
     @property
     def smb_conf(self) -> Path:
         return self.config_root / "etc/samba/smb.conf"
+
+    @property
+    def postfix_dir(self) -> Path:
+        return self.config_root / "etc/postfix"
 
 
 def _ids(user: str, group: str | None = None) -> tuple[int, int]:
@@ -207,9 +211,16 @@ def _mailbox(env: Environment, acct: VerifierAccount) -> list[str]:
         done.append(f"set the mail account {address}")
     recipients = env.data_root / paths.MAIL_RECIPIENTS
     if _replace_line(recipients, prefix, f"{address} OK", mode=0o644, owner=(0, 0),
-                     matches=lambda x: x == f"{address} OK"):
+                     matches=lambda x: x == f"{address} OK") or not _indexed(recipients):
+        # postfix reads the indexed copy, and its daemons notice a new one by themselves.
+        proc.run(["postmap", "-c", env.postfix_dir, f"hash:{recipients}"], timeout=30)
         done.append(f"listed {address} as a recipient")
     return done
+
+
+def _indexed(table: Path) -> bool:
+    db = table.with_name(table.name + ".db")
+    return db.exists() and db.stat().st_mtime >= table.stat().st_mtime
 
 
 def _can_log_in(env: Environment, acct: VerifierAccount) -> bool:
