@@ -12,11 +12,14 @@ resumed. Nothing here touches the host's own service configuration or init.
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
+import functools
 import grp
 import os
 import pwd
 import signal
 import socket
+import ssl
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -25,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import psycopg2
+from cryptography import x509
 
 from atlas_services import paths, proc, render, tls
 from atlas_services.settings import Settings
@@ -167,11 +171,15 @@ def _signal_group(pgid: int | None, sig: signal.Signals) -> None:
 
 
 def _group_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-        return True
-    except ProcessLookupError:
-        return False
+    """Whether any process of the group still runs (zombies waiting to be reaped do not count)."""
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rpartition(")")[2].split()
+        except OSError:
+            continue
+        if len(fields) > 2 and fields[2] == str(pgid) and fields[0] != "Z":
+            return True
+    return False
 
 
 class ServiceStack:
@@ -329,6 +337,7 @@ class ServiceStack:
             _signal_group(pgid, service.stop_signal)
         deadline = time.monotonic() + grace
         while any(_group_alive(g) for g in pgids if g is not None) and time.monotonic() < deadline:
+            child.poll()  # reap it, so it does not linger as a zombie
             time.sleep(0.1)
         for pgid in pgids:
             _signal_group(pgid, signal.SIGKILL)
@@ -465,3 +474,143 @@ def running_stack(root: Path) -> Iterator[ServiceStack]:
         dataset.destroy()
 
 
+
+
+# ---------------------------------------------------------------- faults
+
+
+@dataclass(frozen=True)
+class Fault:
+    """Something that breaks one service the way real life does, and the probe that must see it."""
+
+    name: str
+    probe: str
+    inject: Callable[[ServiceStack], contextlib.AbstractContextManager[None]]
+
+
+@contextlib.contextmanager
+def stopped(stack: ServiceStack, service: str) -> Iterator[None]:
+    stack.stop(service)
+    try:
+        yield
+    finally:
+        stack.start(service)
+
+
+@contextlib.contextmanager
+def hung(stack: ServiceStack, service: str) -> Iterator[None]:
+    stack.pause(service)
+    try:
+        yield
+    finally:
+        stack.resume(service)
+
+
+@contextlib.contextmanager
+def canary_changed(stack: ServiceStack) -> Iterator[None]:
+    canary = stack.data_root / paths.VERIFIER_WEB / "canary.html"
+    canary.write_text("<p>defaced</p>\n")
+    try:
+        yield
+    finally:
+        stack.setup_verifier()  # rewrites the canary it owns
+
+
+@contextlib.contextmanager
+def mail_never_delivered(stack: ServiceStack) -> Iterator[None]:
+    # postfix keeps accepting mail but holds every delivery to dovecot in the queue.
+    proc.run(["postconf", "-c", stack.postfix_dir, "-e", "defer_transports=lmtp"])
+    stack.reload("postfix")
+    time.sleep(2)  # reload is asynchronous: let the queue manager restart with it
+    try:
+        yield
+    finally:
+        proc.run(["postconf", "-c", stack.postfix_dir, "-X", "defer_transports"])
+        stack.reload("postfix")
+        time.sleep(2)
+        proc.run(["postqueue", "-c", stack.postfix_dir, "-f"])
+
+
+@contextlib.contextmanager
+def db_password_changed(stack: ServiceStack) -> Iterator[None]:
+    conn = stack.admin_db()
+    with conn.cursor() as cur:
+        cur.execute("ALTER ROLE atlas_verifier PASSWORD %s", ("someone-changed-it",))
+    conn.close()
+    try:
+        yield
+    finally:
+        stack.setup_verifier()  # sets the verifier's password again
+
+
+@contextlib.contextmanager
+def share_read_only(stack: ServiceStack) -> Iterator[None]:
+    share = stack.data_root / paths.VERIFIER_SHARE
+    share.chmod(0o500)
+    try:
+        yield
+    finally:
+        stack.setup_verifier()  # puts the share's mode back
+
+
+@contextlib.contextmanager
+def disk_nearly_full(stack: ServiceStack, free_percent: float = 7.0) -> Iterator[None]:
+    """Fill the data set until `free_percent` is left (below the 10% setting, above zero)."""
+    filler = stack.data_root / "atlas-test-filler.bin"
+    st = os.statvfs(stack.data_root)
+    size = st.f_bavail * st.f_frsize - int(st.f_blocks * st.f_frsize * free_percent / 100)
+    with filler.open("wb") as f:
+        os.posix_fallocate(f.fileno(), 0, max(size, 1))
+    os.sync()
+    try:
+        yield
+    finally:
+        filler.unlink()
+        os.sync()
+
+
+def served_certificate(port: int) -> bytes:
+    return ssl.PEM_cert_to_DER_cert(ssl.get_server_certificate(("127.0.0.1", port)))
+
+
+@contextlib.contextmanager
+def certificate_expired(stack: ServiceStack) -> Iterator[None]:
+    cert_file, key_file = stack.tls_dir / tls.CERT_FILE, stack.tls_dir / tls.KEY_FILE
+    original = cert_file.read_bytes(), key_file.read_bytes()
+    now = dt.datetime.now(dt.UTC)
+    expired = tls.make_self_signed(f"{stack.hostname}.{stack.domain}", not_before=now - dt.timedelta(days=30),
+                                   not_after=now - dt.timedelta(days=1))
+
+    def serve(cert: bytes, key: bytes) -> None:
+        tls.install(stack.tls_dir, cert, key)
+        stack.reload("nginx")
+        wanted = x509.load_pem_x509_certificate(cert).fingerprint(x509.hashes.SHA256())
+        wait_for("nginx serving the new certificate", lambda: x509.load_der_x509_certificate(
+            served_certificate(stack.ports["https"])).fingerprint(x509.hashes.SHA256()) == wanted)
+
+    serve(*expired)
+    try:
+        yield
+    finally:
+        serve(*original)
+
+
+def _service_faults() -> list[Fault]:
+    probe_of = {"nginx": "web", "postfix": "mail", "dovecot": "mail", "postgresql": "database",
+                "samba": "files"}
+    faults = []
+    for service, probe in probe_of.items():
+        faults.append(Fault(f"{service}-stopped", probe, functools.partial(stopped, service=service)))
+        faults.append(Fault(f"{service}-hung", probe, functools.partial(hung, service=service)))
+    return faults
+
+
+FAULTS: tuple[Fault, ...] = (
+    *_service_faults(),
+    Fault("canary-changed", "web", canary_changed),
+    Fault("mail-never-delivered", "mail", mail_never_delivered),
+    Fault("db-password-changed", "database", db_password_changed),
+    Fault("share-read-only", "files", share_read_only),
+    Fault("disk-nearly-full", "disk-space", disk_nearly_full),
+    Fault("certificate-expired", "web", certificate_expired),
+)
