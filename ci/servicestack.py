@@ -17,10 +17,12 @@ import functools
 import grp
 import os
 import pwd
+import shutil
 import signal
 import socket
 import ssl
 import subprocess
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -29,6 +31,7 @@ from typing import Any
 
 import psycopg2
 from cryptography import x509
+from cryptography.hazmat.primitives import hashes
 
 from atlas_services import paths, proc, render, tls
 from atlas_services.settings import Settings
@@ -216,6 +219,10 @@ class ServiceStack:
     def report_paths(self) -> ReportPaths:
         # Under run_root, where the rendered nginx.conf serves the status page from.
         return ReportPaths.under(self.run_root)
+
+    def log_tail(self, name: str, chars: int = 3000) -> str:
+        log_file = self.logs / f"{name}.log"
+        return log_file.read_text()[-chars:] if log_file.exists() else ""
 
     # -- preparing
 
@@ -445,6 +452,7 @@ class ServiceStack:
         with recipients.open("a") as f:
             f.write(f"{address} OK\n")
         proc.run(["postmap", "-c", self.postfix_dir, f"hash:{recipients}"])
+        time.sleep(environment.PASSWD_FILE_RESCAN_S)
 
 
 class NoFailedUnits:
@@ -458,8 +466,14 @@ class NoFailedUnits:
 
 
 @contextlib.contextmanager
-def running_stack(root: Path) -> Iterator[ServiceStack]:
-    """A data set and a full stack on it, torn down whatever happens."""
+def running_stack() -> Iterator[ServiceStack]:
+    """A data set and a full stack on it in a private temp dir, all torn down whatever happens.
+
+    Not under pytest's temp root: pytest puts that back to mode 0700 whenever any pytest
+    session starts (another developer's, CI's), which would lock the services' own users
+    (postgres, www-data, mail, dovecot) out of their files in the middle of a run.
+    """
+    root = Path(tempfile.mkdtemp(prefix="atlas-services-", dir="/tmp"))
     open_for_services(root)
     dataset = DataSet(root)
     stack: ServiceStack | None = None
@@ -472,8 +486,8 @@ def running_stack(root: Path) -> Iterator[ServiceStack]:
         if stack is not None:
             stack.stop_all()
         dataset.destroy()
-
-
+        if not os.path.ismount(dataset.mountpoint):
+            shutil.rmtree(root, ignore_errors=True)
 
 
 # ---------------------------------------------------------------- faults
@@ -584,12 +598,12 @@ def certificate_expired(stack: ServiceStack) -> Iterator[None]:
     def serve(cert: bytes, key: bytes) -> None:
         tls.install(stack.tls_dir, cert, key)
         stack.reload("nginx")
-        wanted = x509.load_pem_x509_certificate(cert).fingerprint(x509.hashes.SHA256())
+        wanted = x509.load_pem_x509_certificate(cert).fingerprint(hashes.SHA256())
         wait_for("nginx serving the new certificate", lambda: x509.load_der_x509_certificate(
-            served_certificate(stack.ports["https"])).fingerprint(x509.hashes.SHA256()) == wanted)
+            served_certificate(stack.ports["https"])).fingerprint(hashes.SHA256()) == wanted)
 
-    serve(*expired)
     try:
+        serve(*expired)
         yield
     finally:
         serve(*original)

@@ -22,6 +22,7 @@ import hashlib
 import os
 import pwd
 import secrets
+import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -36,6 +37,9 @@ from atlas_services.verify.account import VerifierAccount
 
 MAIL_USER = "mail"  # Debian's: owns every mailbox (dovecot.conf: mail_uid)
 MAIL_AUTH_GROUP = "dovecot"  # dovecot's auth process reads the users file as this group
+# dovecot looks at a passwd-file's mtime at most once a second: a user added within the
+# second of its last look is unknown to LMTP (a 550 bounce) until the next second.
+PASSWD_FILE_RESCAN_S = 1.1
 
 
 @dataclass(frozen=True)
@@ -209,6 +213,7 @@ def _mailbox(env: Environment, acct: VerifierAccount) -> list[str]:
                      matches=lambda x: x.split(":")[0] == address
                      and ssha512_matches(acct.mail_password, x.split(":")[1])):
         done.append(f"set the mail account {address}")
+        time.sleep(PASSWD_FILE_RESCAN_S)
     recipients = env.data_root / paths.MAIL_RECIPIENTS
     if _replace_line(recipients, prefix, f"{address} OK", mode=0o644, owner=(0, 0),
                      matches=lambda x: x == f"{address} OK") or not _indexed(recipients):

@@ -1,5 +1,6 @@
 """The services tier: one data set (btrfs raid1 on loop devices) and one full service stack
-per session, started from ATLAS's templates on 127.0.0.1; every test leaves it healthy."""
+per session, started from ATLAS's templates on 127.0.0.1 in a private temp dir (see
+servicestack.running_stack for why not pytest's); every test leaves it healthy."""
 
 from __future__ import annotations
 
@@ -15,13 +16,13 @@ NEEDED = ("nginx", "postfix", "dovecot", "smbd", "smbclient", "mkfs.btrfs", "los
 
 
 @pytest.fixture(scope="session")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServiceStack]:
+def stack() -> Iterator[ServiceStack]:
     if os.geteuid() != 0:
         pytest.skip("starting the business services needs root")
     missing = [tool for tool in NEEDED if shutil.which(tool) is None]
     if missing or not Path("/usr/lib/postgresql/15/bin/postgres").exists():
         pytest.skip(f"service packages missing ({', '.join(missing) or 'postgresql'}): run ci/setup")
-    with running_stack(tmp_path_factory.mktemp("svc")) as services:
+    with running_stack() as services:
         yield services
 
 
