@@ -35,7 +35,7 @@ from cryptography.hazmat.primitives import hashes
 
 from atlas_services import paths, proc, render, tls
 from atlas_services.settings import Settings
-from atlas_services.verify import environment
+from atlas_services.verify import account, environment
 from atlas_services.verify.cycle import Targets, run_once
 from atlas_services.verify.model import Cycle
 from atlas_services.verify.report import JournalEntry, MailNotifier, Publisher, ReportPaths
@@ -465,6 +465,14 @@ class NoFailedUnits:
         return list(self.failed)
 
 
+def _user_exists(name: str) -> bool:
+    try:
+        pwd.getpwnam(name)
+        return True
+    except KeyError:
+        return False
+
+
 @contextlib.contextmanager
 def running_stack() -> Iterator[ServiceStack]:
     """A data set and a full stack on it in a private temp dir, all torn down whatever happens.
@@ -475,6 +483,7 @@ def running_stack() -> Iterator[ServiceStack]:
     """
     root = Path(tempfile.mkdtemp(prefix="atlas-services-", dir="/tmp"))
     open_for_services(root)
+    had_user = _user_exists(account.UNIX_USER)
     dataset = DataSet(root)
     stack: ServiceStack | None = None
     try:
@@ -488,6 +497,9 @@ def running_stack() -> Iterator[ServiceStack]:
         dataset.destroy()
         if not os.path.ismount(dataset.mountpoint):
             shutil.rmtree(root, ignore_errors=True)
+        if not had_user and _user_exists(account.UNIX_USER):
+            # verify setup made the system user on this host: take it away again.
+            proc.run(["userdel", account.UNIX_USER], check=False)
 
 
 # ---------------------------------------------------------------- faults

@@ -20,6 +20,9 @@ from atlas_services.errors import AtlasError, Refused
 ACCOUNT_FORMAT = 1
 # One name per kind of account; PostgreSQL's without a hyphen so it needs no quoting.
 UNIX_USER = "atlas-verifier"  # also the SMB user and the mailbox's local part
+# Fixed, as in the image's sysusers.d/atlas.conf: files on a data set keep their owner
+# when the data set moves to the other server.
+UNIX_ID = 950
 SHARE = "atlas-verifier"
 DB_ROLE = "atlas_verifier"
 DB_NAME = "atlas_verifier"

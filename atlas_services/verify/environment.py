@@ -156,15 +156,32 @@ def _certificate(env: Environment) -> list[str]:
     return []
 
 
+def _id_free(uid: int) -> bool:
+    try:
+        pwd.getpwuid(uid)
+    except KeyError:
+        try:
+            grp.getgrgid(uid)
+        except KeyError:
+            return True
+    return False
+
+
 def _unix_user() -> list[str]:
+    """The image makes the user (sysusers.d); elsewhere, the same user with the same ID if free."""
     try:
         pwd.getpwnam(account.UNIX_USER)
         return []
     except KeyError:
         pass
+    ids = ["--uid", str(account.UNIX_ID), "--gid", str(account.UNIX_ID)] \
+        if _id_free(account.UNIX_ID) else []
+    if ids:
+        proc.run(["groupadd", "--system", "--gid", str(account.UNIX_ID), account.UNIX_USER])
+    else:
+        ids = ["--user-group"]
     proc.run(["useradd", "--system", "--no-create-home", "--home-dir", "/nonexistent",
-              "--shell", "/usr/sbin/nologin", "--user-group", "--comment", "ATLAS verifier",
-              account.UNIX_USER])
+              "--shell", "/usr/sbin/nologin", "--comment", "ATLAS verifier", *ids, account.UNIX_USER])
     return [f"created system user {account.UNIX_USER}"]
 
 
