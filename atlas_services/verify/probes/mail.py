@@ -52,6 +52,10 @@ class MailProbe(Probe):
         try:
             with smtplib.SMTP(self.host, self.smtp_port, timeout=step_timeout) as smtp:
                 smtp.send_message(self._message(tag))
+        except smtplib.SMTPRecipientsRefused as err:
+            code, text = next(iter(err.recipients.values()))
+            raise _Failed(f"SMTP refused the verifier's address: {code} {text.decode(errors='replace')}") \
+                from None
         except (OSError, smtplib.SMTPException) as err:
             raise _Failed(f"SMTP submit failed: {first_line(err)}") from None
 
