@@ -222,8 +222,17 @@ class Publisher:
             self.journal(journal_entry(change))
         save_latest(cycle, self.where)
         append_history(cycle, self.where)
-        textfile.write_textfile(cycle, self.where.textfile_dir)
-        self.write_page(cycle)
+        # The textfile and the page are views: one that cannot be written (no node-exporter
+        # directory on a read-only /var/lib) must not cost the cycle its record or its mail.
+        views: list[tuple[str, Callable[[], Path]]] = [
+            ("Prometheus textfile", lambda: textfile.write_textfile(cycle, self.where.textfile_dir)),
+            ("status page", lambda: self.write_page(cycle)),
+        ]
+        for view, write in views:
+            try:
+                write()
+            except OSError as err:
+                logger.warning("could not write the %s: %s", view, err)
         if changed and self.notifier is not None:
             self._notify(cycle, changed)
         return changed

@@ -363,3 +363,17 @@ def test_account_round_trips_and_refuses_missing_fields() -> None:
     assert acct.mail_address == "atlas-verifier@shop.example"
     with pytest.raises(Refused, match="db_password"):
         VerifierAccount.from_json(acct.to_json() | {"db_password": ""})
+
+
+def test_an_unwritable_textfile_directory_does_not_lose_the_cycle(tmp_path: Path) -> None:
+    blocked = tmp_path / "not-a-dir"
+    blocked.write_text("a file where the textfile directory should be")
+    where = report.ReportPaths.under(tmp_path)
+    where = report.ReportPaths(verify_dir=where.verify_dir, textfile_dir=blocked / "sub",
+                               peer_results=where.peer_results, page_dir=where.page_dir)
+    entries: list[report.JournalEntry] = []
+    publisher = report.Publisher(where=where, journal=entries.append)
+    publisher.publish(cycle(result("web", Status.FAILED)))
+    assert report.load_cycle(where.latest) is not None
+    assert (where.page_dir / page.PAGE).exists()
+    assert [e.fields["ATLAS_PROBE"] for e in entries] == ["web"]
