@@ -54,7 +54,7 @@ class WebProbe(Probe):
 
     @property
     def target(self) -> str:
-        return f"{self.host}:{self.http_port},{self.https_port}{self.path}"
+        return f"{self.path} on {self.host} (http {self.http_port}, https {self.https_port})"
 
     def _get(self, conn: http.client.HTTPConnection) -> tuple[int, bytes, bytes | None]:
         try:
