@@ -15,8 +15,6 @@ import json
 import os
 import re
 import shutil
-import stat
-import struct
 import sys
 import tempfile
 import time
@@ -26,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import atlas_services
-from atlas_services import errors, log, proc
+from atlas_services import blockdev, errors, log, proc
 from atlas_services.errors import AtlasError, Refused
 
 REPO = Path(__file__).resolve().parent
@@ -34,6 +32,8 @@ IMAGE_DIR = REPO / "image"
 OVERLAYS_DIR = REPO / "overlays"
 PACKAGE_DIR = REPO / "atlas_services"
 BUILD_DIR = REPO / "build"
+# Signs the image's own module bundle when no --signing-key is given: never a release key.
+DEV_SIGNING_KEY = BUILD_DIR / "dev-signing.key"
 DEFAULT_OUTPUT = REPO / "output"
 IMAGE_ID = "atlas"
 ATLAS_VERSION = atlas_services.__version__
@@ -65,6 +65,7 @@ examples:
   ./build.py
   ./build.py --image-version 1.2.0 --output /srv/images
   ./build.py --clean
+  ./build.py --signing-key /secure/vendor-signing.key
   ./build.py flash --image output/atlas_0.1.0.raw --device /dev/sdb
 """
 
@@ -107,6 +108,12 @@ def inputs_hash(repo: Path, sources: Iterable[Path]) -> str:
     return digest.hexdigest()
 
 
+def current_inputs_hash() -> str:
+    """The hash manifest.json records for an image built from this tree."""
+    return inputs_hash(REPO, [REPO / "build.py", IMAGE_DIR, OVERLAYS_DIR, PACKAGE_DIR,
+                              REPO / "README.md"])
+
+
 def _git(repo: Path, *args: str) -> str | None:
     try:
         return proc.run(["git", "-C", repo, *args]).stdout.strip()
@@ -143,6 +150,7 @@ class BuildRequest:
     image_version: str
     clean: bool
     verbose: bool
+    signing_key: Path | None = None  # None: the development key under build/
 
 
 def check_host() -> None:
@@ -216,6 +224,44 @@ def stage_atlas_tree(tree: Path, build_info: dict[str, Any]) -> None:
     info = tree / "usr/lib/atlas/build.json"
     info.parent.mkdir(parents=True)
     info.write_text(json.dumps(build_info, indent=2, sort_keys=True) + "\n")
+
+
+def signing_key_path(request: BuildRequest) -> Path:
+    """The key that signs the image's bundles: the one given, else a development key."""
+    if request.signing_key is not None:
+        if not request.signing_key.is_file():
+            raise Refused(f"signing key {request.signing_key} does not exist",
+                          "give the vendor's private key file (hex seed) with --signing-key")
+        return request.signing_key
+    from atlas_services.store import bundle
+    if not DEV_SIGNING_KEY.exists():
+        bundle.generate_key(DEV_SIGNING_KEY, DEV_SIGNING_KEY.with_suffix(".pub"),
+                            "ATLAS development signing key made by build.py: not for release images")
+        print(f"build.py: generated a development signing key: {DEV_SIGNING_KEY}", flush=True)
+    print(f"build.py: no --signing-key given: signing with the development key {DEV_SIGNING_KEY} "
+          "(the image will trust only bundles signed with it)", flush=True)
+    return DEV_SIGNING_KEY
+
+
+def stage_bundle(tree: Path, key_file: Path, epoch: int) -> Path:
+    """Sign the image's own atlas_services as a module bundle (the module store's first
+    version) and put the matching public key where the image trusts it."""
+    from atlas_services import paths
+    from atlas_services.store import bundle
+    key = bundle.load_signing_key(key_file)
+    out_dir = tree / paths.IMAGE_BUNDLES.relative_to("/")
+    payload = BUILD_DIR / "bundle-payload"
+    if payload.exists():
+        shutil.rmtree(payload)
+    shutil.copytree(PACKAGE_DIR, payload / PACKAGE_DIR.name,
+                    ignore=shutil.ignore_patterns(*SKIPPED_NAMES, "*.pyc"))
+    archive, _ = bundle.make_bundle(payload, name=PACKAGE_DIR.name, version=ATLAS_VERSION,
+                                    formats=bundle.ATLAS_SERVICES_FORMATS, out_dir=out_dir,
+                                    signing_key=key, epoch=epoch)
+    vendor = tree / paths.VENDOR_KEY.relative_to("/")
+    vendor.parent.mkdir(parents=True, exist_ok=True)
+    vendor.write_text(f"# ATLAS vendor public key\n{bundle.public_key_hex(key)}\n")
+    return archive
 
 
 # ---------------------------------------------------------------- running mkosi
@@ -406,12 +452,13 @@ def build(request: BuildRequest) -> dict[str, Any]:
         "image_version": request.image_version,
         "atlas_services_version": ATLAS_VERSION,
         "git_revision": git_revision(REPO),
-        "build_inputs_sha256": inputs_hash(
-            REPO, [REPO / "build.py", IMAGE_DIR, OVERLAYS_DIR, PACKAGE_DIR, REPO / "README.md"]),
+        "build_inputs_sha256": current_inputs_hash(),
         "source_date_epoch": epoch,
     }
     atlas_tree = BUILD_DIR / "atlas-tree"
+    key_file = signing_key_path(request)
     stage_atlas_tree(atlas_tree, build_info)
+    stage_bundle(atlas_tree, key_file, epoch)
     render_config(IMAGE_DIR, BUILD_DIR / "mkosi", template_values(request, epoch, atlas_tree))
     print(f"build.py: building ATLAS image {request.image_version} with mkosi "
           f"(full log: {BUILD_DIR / 'mkosi.log'})", flush=True)
@@ -436,62 +483,7 @@ class FlashRequest:
     confirmed: bool
 
 
-BLKGETSIZE64 = 0x80081272
 BLKFLSBUF = 0x1261
-
-
-def device_size(fd: int) -> int:
-    buf = fcntl.ioctl(fd, BLKGETSIZE64, b"\0" * 8)
-    size: int = struct.unpack("Q", buf)[0]
-    return size
-
-
-def _sysfs_disk(device: Path) -> Path:
-    """/sys/dev/block entry of the whole disk a block device belongs to."""
-    rdev = device.stat().st_rdev
-    node = Path(f"/sys/dev/block/{os.major(rdev)}:{os.minor(rdev)}").resolve()
-    return node.parent if (node / "partition").exists() else node
-
-
-def _disk_of(major: int, minor: int) -> Path | None:
-    node = Path(f"/sys/dev/block/{major}:{minor}")
-    if not node.exists():
-        return None
-    node = node.resolve()
-    return node.parent if (node / "partition").exists() else node
-
-
-def _block_names(disk: Path) -> set[str]:
-    """The disk's kernel name and those of its partitions."""
-    names = {disk.name}
-    names.update(p.name for p in disk.iterdir() if (p / "partition").exists())
-    return names
-
-
-def _mounted_devices() -> set[str]:
-    names: set[str] = set()
-    for line in Path("/proc/self/mountinfo").read_text().splitlines():
-        fields = line.split(" - ", 1)[1].split()
-        source = fields[1]
-        if source.startswith("/dev/"):
-            names.add(Path(os.path.realpath(source)).name)
-    for line in Path("/proc/swaps").read_text().splitlines()[1:]:
-        names.add(Path(os.path.realpath(line.split()[0])).name)
-    return names
-
-
-def running_system_disks() -> set[str]:
-    """Kernel names of the disks that hold / and /usr (and /boot, /efi)."""
-    disks: set[str] = set()
-    for mountpoint in ("/", "/usr", "/boot", "/efi", "/boot/efi"):
-        try:
-            dev = Path(mountpoint).stat().st_dev
-        except FileNotFoundError:
-            continue
-        disk = _disk_of(os.major(dev), os.minor(dev))
-        if disk is not None:
-            disks.add(disk.name)
-    return disks
 
 
 def verify_image_checksum(image: Path) -> str:
@@ -513,29 +505,8 @@ def check_flash_target(request: FlashRequest) -> int:
         raise Refused("flashing needs root", "run it as root")
     if not request.image.is_file():
         raise Refused(f"image {request.image} does not exist")
-    try:
-        mode = request.device.stat().st_mode
-    except FileNotFoundError:
-        raise Refused(f"device {request.device} does not exist") from None
-    if not stat.S_ISBLK(mode):
-        raise Refused(f"{request.device} is not a block device", "name a whole disk, e.g. /dev/sdb")
-    disk = _sysfs_disk(request.device)
-    if (Path(f"/sys/class/block/{request.device.resolve().name}") / "partition").exists():
-        raise Refused(f"{request.device} is a partition", f"name the whole disk: /dev/{disk.name}")
-    if disk.name in running_system_disks():
-        raise Refused(f"{request.device} holds the running system", "never flash the OS disk "
-                      "you booted from")
-    busy = _block_names(disk) & _mounted_devices()
-    if busy:
-        raise Refused(f"{request.device} is in use: {', '.join(sorted(busy))} mounted",
-                      "unmount it first")
-    if any((disk / "holders").iterdir()):
-        raise Refused(f"{request.device} is in use by "
-                      f"{', '.join(p.name for p in (disk / 'holders').iterdir())}",
-                      "stop the RAID/LVM/dm device that holds it first")
+    capacity = blockdev.check_writable_disk(request.device)
     size = request.image.stat().st_size
-    with request.device.open("rb") as dev:
-        capacity = device_size(dev.fileno())
     if capacity < size:
         raise Refused(f"{request.device} holds {capacity} bytes, the image needs {size}",
                       "use a larger disk")
@@ -617,13 +588,17 @@ def parse_build(argv: Sequence[str]) -> BuildRequest:
                         help="drop mkosi's incremental cache and build from scratch "
                              "(downloaded packages are kept)")
     parser.add_argument("--verbose", action="store_true", help="show all of mkosi's output")
+    parser.add_argument("--signing-key", type=Path, default=None, metavar="FILE",
+                        help="private ed25519 key (hex seed) that signs the image's module bundle "
+                             "(default: a development key in build/)")
     parser.add_argument("--debug", action="store_true", help="show commands run and tracebacks")
     args = parser.parse_args(argv)
     if not valid_version(args.image_version):
         parser.error(f"--image-version {args.image_version!r}: "
                      "use letters, digits and . ~ + - (starting with a letter or digit)")
     return BuildRequest(output_dir=args.output.resolve(), image_version=args.image_version,
-                        clean=args.clean, verbose=args.verbose)
+                        clean=args.clean, verbose=args.verbose,
+                        signing_key=args.signing_key.resolve() if args.signing_key else None)
 
 
 def parse_flash(argv: Sequence[str]) -> FlashRequest:

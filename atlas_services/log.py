@@ -5,15 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
-from collections.abc import Mapping
 from pathlib import Path
-from types import ModuleType
-
-JOURNAL_SOCKET = Path("/run/systemd/journal/socket")
-# syslog priorities (journal PRIORITY=) and the logging level used where there is no journal.
-PRIORITY_ERR, PRIORITY_WARNING, PRIORITY_NOTICE, PRIORITY_INFO = 3, 4, 5, 6
-_LEVELS = {PRIORITY_ERR: logging.ERROR, PRIORITY_WARNING: logging.WARNING,
-           PRIORITY_NOTICE: logging.INFO, PRIORITY_INFO: logging.INFO}
 
 
 class _ProgramFormatter(logging.Formatter):
@@ -55,27 +47,19 @@ def setup(program: str, *, debug: bool = False) -> logging.Logger:
     return logging.getLogger(program)
 
 
-def _journal_module() -> ModuleType | None:
-    if not JOURNAL_SOCKET.exists():
-        return None
-    try:
-        from systemd import journal
-    except ImportError:
-        return None
-    module: ModuleType = journal
-    return module
-
-
-def journal_send(message: str, *, message_id: str, priority: int,
-                 fields: Mapping[str, str]) -> None:
-    """One structured journal entry (MESSAGE_ID from message_ids, FIELD=value pairs).
-
-    Sent to the journal whenever journald runs (a timer's cycle and an admin's
-    `--now` alike); elsewhere the message goes to the log on stderr, without fields.
-    """
-    journal = _journal_module()
-    if journal is not None:
-        journal.send(message, MESSAGE_ID=message_id, PRIORITY=str(priority),
-                     SYSLOG_IDENTIFIER="atlas", **dict(fields))
-        return
-    logging.getLogger("atlas").log(_LEVELS.get(priority, logging.INFO), "%s", message)
+def event(message_id: str, message: str, *, priority: int = 6, **fields: object) -> None:
+    """One structured journal entry (MESSAGE_ID plus ATLAS_* fields) where there is a
+    journal, an ordinary log line elsewhere. Field names are given without the prefix."""
+    extra = {f"ATLAS_{name.upper()}": "" if value is None else str(value)
+             for name, value in fields.items()}
+    if Path("/run/systemd/journal/socket").exists():
+        try:
+            from systemd import journal
+        except ImportError:
+            pass
+        else:
+            journal.send(message, MESSAGE_ID=message_id, PRIORITY=str(priority),
+                         SYSLOG_IDENTIFIER="atlas", **extra)
+            return
+    level = logging.WARNING if priority <= 4 else logging.INFO
+    logging.getLogger("atlas").log(level, "%s", message)

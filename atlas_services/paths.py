@@ -12,6 +12,10 @@ DEFAULTS_DIR = Path("/usr/lib/atlas")
 BUILD_INFO = DEFAULTS_DIR / "build.json"
 VENDOR_KEY = DEFAULTS_DIR / "vendor.pub"
 DEFAULT_SETTINGS = DEFAULTS_DIR / "atlas.json"
+# The configuration tree the config store starts from (atlas.json + templates/).
+DEFAULT_CONFIG_TREE = DEFAULTS_DIR / "config-default"
+# Signed module bundles the image carries (its own atlas_services first).
+IMAGE_BUNDLES = DEFAULTS_DIR / "bundles"
 
 # What the administrator's configuration renders to.
 CONFIG_DIR = Path("/etc/atlas")
@@ -21,6 +25,8 @@ SETTINGS_FILE = CONFIG_DIR / "atlas.json"
 STATE_DIR = Path("/var/lib/atlas")
 CONFIG_STORE = STATE_DIR / "config"
 MODULE_STORE = STATE_DIR / "modules"
+# Format versions of the state and config ATLAS has written ({"config": 1, "state": 1}).
+FORMATS_FILE = STATE_DIR / "formats.json"
 SYNC_DIR = STATE_DIR / "sync"
 SYNC_STATE = SYNC_DIR / "state.json"
 VERIFY_DIR = STATE_DIR / "verify"

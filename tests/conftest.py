@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    from atlaslab.machine import BuiltImage
 
 REPO = Path(__file__).resolve().parent.parent
 for path in (REPO, REPO / "ci"):
@@ -17,6 +22,7 @@ for path in (REPO, REPO / "ci"):
 TIERS = ("unit", "btrfs", "ssh", "services", "image", "lab")
 UNDER_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 ARTIFACTS = REPO / "test-artifacts"
+log = logging.getLogger("tests")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -41,6 +47,29 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
 def require_root() -> None:
     if os.geteuid() != 0:
         pytest.skip("needs root")
+
+
+@pytest.fixture(scope="session")
+def built_image() -> BuiltImage:
+    """The image of this tree: output/ if it was built from exactly these inputs, else built now."""
+    from atlaslab.machine import BuiltImage
+
+    import build
+
+    if os.geteuid() != 0:
+        pytest.skip("building and booting the image needs root")
+    try:
+        image = BuiltImage.load(build.DEFAULT_OUTPUT)
+        if (image.manifest.get("build_inputs_sha256") == build.current_inputs_hash()
+                and image.image.exists()):
+            log.info("image: output/ is up to date with this tree, not rebuilding")
+            return image
+    except Exception:
+        pass
+    log.info("image: building with ./build.py (this takes a few minutes)")
+    build.build(build.BuildRequest(output_dir=build.DEFAULT_OUTPUT,
+                                   image_version=build.ATLAS_VERSION, clean=False, verbose=False))
+    return BuiltImage.load(build.DEFAULT_OUTPUT)
 
 
 @pytest.fixture(scope="session")

@@ -38,7 +38,7 @@ def _exit(c: Cycle | None) -> int:
 
 def run_now(args: argparse.Namespace) -> int:
     conf = settings.load()
-    targets = cycle.box_targets(conf, cycle.read_role())
+    targets = cycle.box_targets(conf, cycle.read_role(conf))
     result = cycle.run_once(targets, cycle.box_publisher(conf))
     print(json.dumps(result.to_json(), indent=2) if args.json else format_cycle(result))
     return _exit(result)
@@ -61,12 +61,12 @@ def show_status(args: argparse.Namespace) -> int:
 
 
 def setup(args: argparse.Namespace) -> int:
+    hostname = osinfo.hostname()
     try:
-        role = cycle.read_role()
-        domain = args.domain or role.domain
+        role = cycle.read_role(settings.load())
+        domain, hostname = args.domain or role.domain, role.hostname
     except Refused:
         domain = args.domain
-    hostname = osinfo.hostname()
     env = environment.Environment(data_root=paths.DATA_ROOT, domain=domain or hostname,
                                   hostname=hostname)
     if not paths.DATA_ROOT.is_dir():

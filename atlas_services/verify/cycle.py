@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 import fcntl
-import json
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -124,35 +123,32 @@ def run_once(targets: Targets, publisher: report.Publisher) -> Cycle:
 
 @dataclass(frozen=True)
 class RoleInfo:
+    """What the verifier needs of this boot's role: the same context the configuration was
+    rendered with (store.apply.role_context), so probes dial what the services listen on."""
+
     role: str
+    hostname: str
     address: str
     domain: str
+    ports: Mapping[str, int]
 
 
-def read_role(path: Path = paths.ROLE_FILE) -> RoleInfo:
-    """This boot's role decision (written by role detection); what the verifier needs of it."""
-    try:
-        data = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise Refused("role detection has not run on this boot", "see 'atlas status'") from None
-    except (OSError, ValueError) as err:
-        raise AtlasError(f"{path} is unreadable: {err}") from None
-    if not isinstance(data, dict):
-        raise AtlasError(f"{path}: expected a JSON object")
-    identity = data.get("identity")
-    if not isinstance(identity, dict):
-        identity = {}
-    address = str(data.get("address") or identity.get("address") or "127.0.0.1").split("/")[0]
-    domain = str(data.get("domain") or identity.get("domain") or "")
-    return RoleInfo(role=str(data.get("role", "unknown")), address=address, domain=domain)
+def read_role(settings: Settings, role_file: Path = paths.ROLE_FILE) -> RoleInfo:
+    if not role_file.exists():
+        raise Refused("role detection has not run on this boot", "see 'atlas status'")
+    from atlas_services.store.apply import role_context  # the store's imports only when needed
+
+    context = role_context(settings, role_file=role_file)
+    return RoleInfo(role=context["role"], hostname=context["hostname"], address=context["address"],
+                    domain=context["domain"], ports=context["ports"])
 
 
 def box_targets(settings: Settings, role: RoleInfo) -> Targets:
     if role.role not in VERIFIED_ROLES:
         raise Refused(f"this server is {role.role}: it runs no business services to verify",
                       "the verifier runs on a primary or a secondary")
-    return Targets(role=role.role, hostname=osinfo.hostname(), address=role.address,
-                   data_root=paths.DATA_ROOT, settings=settings)
+    return Targets(role=role.role, hostname=role.hostname, address=role.address,
+                   data_root=paths.DATA_ROOT, settings=settings, ports=dict(role.ports))
 
 
 def box_publisher(settings: Settings) -> report.Publisher:

@@ -12,7 +12,7 @@ from email.message import EmailMessage
 from pathlib import Path
 from typing import Protocol
 
-from atlas_services import fsutil, log, message_ids, paths
+from atlas_services import fsutil, log, messages, paths
 from atlas_services.errors import AtlasError
 from atlas_services.verify import page, textfile
 from atlas_services.verify.model import Change, Cycle, Status, changes, utcnow
@@ -21,6 +21,8 @@ logger = logging.getLogger(__name__)
 
 # Default history: a day of cycles at the default 2-minute period.
 HISTORY_CYCLES = 720
+# syslog priorities (the journal's PRIORITY=).
+PRIORITY_ERR, PRIORITY_WARNING, PRIORITY_NOTICE = 3, 4, 5
 
 
 @dataclass(frozen=True)
@@ -133,9 +135,9 @@ def journal_entry(change: Change) -> JournalEntry:
     """The one journal entry a state change makes (pure)."""
     r = change.result
     message_id, priority = {
-        Status.OK: (message_ids.VERIFY_PROBE_RECOVERED, log.PRIORITY_NOTICE),
-        Status.DEGRADED: (message_ids.VERIFY_PROBE_DEGRADED, log.PRIORITY_WARNING),
-        Status.FAILED: (message_ids.VERIFY_PROBE_FAILED, log.PRIORITY_ERR),
+        Status.OK: (messages.VERIFY_PROBE_RECOVERED, PRIORITY_NOTICE),
+        Status.DEGRADED: (messages.VERIFY_PROBE_DEGRADED, PRIORITY_WARNING),
+        Status.FAILED: (messages.VERIFY_PROBE_FAILED, PRIORITY_ERR),
     }[r.status]
     return JournalEntry(
         message=f"verify: {change.describe()}",
@@ -148,8 +150,9 @@ def journal_entry(change: Change) -> JournalEntry:
 
 
 def send_to_journal(entry: JournalEntry) -> None:
-    log.journal_send(entry.message, message_id=entry.message_id, priority=entry.priority,
-                     fields=entry.fields)
+    # log.event adds the ATLAS_ prefix itself.
+    log.event(entry.message_id, entry.message, priority=entry.priority,
+              **{name.removeprefix("ATLAS_").lower(): value for name, value in entry.fields.items()})
 
 
 # ---------------------------------------------------------------- mail
@@ -257,7 +260,7 @@ class Publisher:
             # Mail may be the very thing that broke: the journal still has the change.
             self.journal(JournalEntry(
                 message=f"verify: could not mail the administrator about {len(changed)} change(s): {err}",
-                message_id=message_ids.VERIFY_NOTIFY_FAILED, priority=log.PRIORITY_WARNING,
+                message_id=messages.VERIFY_NOTIFY_FAILED, priority=PRIORITY_WARNING,
                 fields={"ATLAS_ROLE": cycle.role, "ATLAS_HOST": cycle.host}))
 
 

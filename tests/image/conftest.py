@@ -1,9 +1,7 @@
-"""The image tier: build the image once per run (reusing an up-to-date one), boot it."""
+"""The image tier: boot the built image (built once per run by tests/conftest.py)."""
 
 from __future__ import annotations
 
-import logging
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,33 +9,6 @@ import pytest
 from atlaslab.machine import BuiltImage, Lab, Machine
 
 import build
-
-log = logging.getLogger("tests")
-
-
-def _current_inputs_hash() -> str:
-    return build.inputs_hash(build.REPO, [build.REPO / "build.py", build.IMAGE_DIR,
-                                          build.OVERLAYS_DIR, build.PACKAGE_DIR,
-                                          build.REPO / "README.md"])
-
-
-@pytest.fixture(scope="session")
-def built_image() -> BuiltImage:
-    """The image of this tree: output/ if it was built from exactly these inputs, else built now."""
-    if os.geteuid() != 0:
-        pytest.skip("building and booting the image needs root")
-    try:
-        image = BuiltImage.load(build.DEFAULT_OUTPUT)
-        if (image.manifest.get("build_inputs_sha256") == _current_inputs_hash()
-                and image.image.exists()):
-            log.info("image: output/ is up to date with this tree, not rebuilding")
-            return image
-    except Exception:
-        pass
-    log.info("image: building with ./build.py (this takes a few minutes)")
-    build.build(build.BuildRequest(output_dir=build.DEFAULT_OUTPUT,
-                                   image_version=build.ATLAS_VERSION, clean=False, verbose=False))
-    return BuiltImage.load(build.DEFAULT_OUTPUT)
 
 
 @pytest.fixture(scope="session")

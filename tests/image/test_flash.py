@@ -92,7 +92,7 @@ def test_flash_refuses_a_mounted_disk(built_image: BuiltImage, small_loop_disk: 
 
 
 def test_flash_refuses_the_running_systems_disk(built_image: BuiltImage) -> None:
-    root_disk = next(iter(build.running_system_disks()), None)
+    root_disk = next(iter(build.blockdev.running_system_disks()), None)
     if root_disk is None:
         pytest.skip("the root file system is not on a block device here")
     # Called directly, never through the CLI: a broken guard must not be able to write here.

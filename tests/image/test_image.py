@@ -57,9 +57,19 @@ def test_atlas_command_matches_manifest_version(booted: Machine, built_image: Bu
     assert status["image_version"] == built_image.manifest["image_version"]
 
 
-def test_business_services_are_active(booted: Machine) -> None:
+def test_without_a_data_set_business_services_stay_stopped(booted: Machine) -> None:
     states = booted.ssh(f"systemctl is-active {' '.join(BUSINESS_SERVICES)}", check=False)
-    assert states.stdout.split() == ["active"] * len(BUSINESS_SERVICES)
+    assert states.stdout.split() == ["inactive"] * len(BUSINESS_SERVICES)
+    assert booted.ssh("systemctl is-active atlas-standby.target").stdout.strip() == "active"
+    for service in BUSINESS_SERVICES:
+        assert booted.ssh(f"systemctl is-enabled {service}", check=False
+                          ).stdout.strip() == "disabled", service
+
+
+def test_atlas_units_pass_systemd_analyze_verify(booted: Machine) -> None:
+    units = booted.ssh("ls /usr/lib/systemd/system/atlas-*").stdout.split()
+    result = booted.ssh(f"systemd-analyze verify {' '.join(units)}", check=False)
+    assert result.returncode == 0 and not result.stderr.strip(), result.stderr
 
 
 def test_machine_id_is_generated_at_boot(booted: Machine) -> None:
@@ -67,10 +77,10 @@ def test_machine_id_is_generated_at_boot(booted: Machine) -> None:
     assert re.fullmatch(r"[0-9a-f]{32}", machine_id)
 
 
-def test_host_keys_are_made_on_the_server_not_shipped(booted: Machine,
-                                                       built_image: BuiltImage) -> None:
-    fingerprint = booted.ssh("ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub").stdout
+def test_host_keys_are_made_on_the_server_in_run_only(booted: Machine) -> None:
+    fingerprint = booted.ssh("ssh-keygen -lf /run/atlas/ssh/ssh_host_ed25519_key.pub").stdout
     assert "SHA256:" in fingerprint
+    assert booted.ssh("ls /etc/ssh/ | grep -c ssh_host_", check=False).stdout.strip() == "0"
 
 
 def test_root_file_system_is_btrfs(booted: Machine) -> None:

@@ -72,3 +72,10 @@ def test_stream_hands_over_each_line() -> None:
     lines: list[str] = []
     proc.stream(["printf", "a\\nb\\n"], on_line=lines.append)
     assert lines == ["a", "b"]
+
+
+def test_store_verbs_have_help_with_examples() -> None:
+    for verb in ("config", "module"):
+        result = atlas(verb, "--help")
+        assert result.returncode == 0
+        assert "examples:" in result.stdout and "exit codes:" in result.stdout

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from atlas_services import message_ids
+from atlas_services import messages
 from atlas_services.errors import Refused
 from atlas_services.verify import page, report, textfile
 from atlas_services.verify.account import VerifierAccount
@@ -171,7 +171,7 @@ def test_journal_entry_of_a_failure_has_its_message_id_and_fields() -> None:
     before = cycle(result("mail", Status.OK))
     after = cycle(result("mail", Status.FAILED, "SMTP submit failed"))
     entry = report.journal_entry(changes(before, after)[0])
-    assert entry.message_id == message_ids.VERIFY_PROBE_FAILED
+    assert entry.message_id == messages.VERIFY_PROBE_FAILED
     assert entry.fields["ATLAS_PROBE"] == "mail"
     assert entry.fields["ATLAS_PREVIOUS_STATUS"] == "ok"
     assert "SMTP submit failed" in entry.message
@@ -180,11 +180,11 @@ def test_journal_entry_of_a_failure_has_its_message_id_and_fields() -> None:
 def test_recovery_has_its_own_message_id() -> None:
     before = cycle(result("mail", Status.FAILED))
     entry = report.journal_entry(changes(before, cycle(result("mail", Status.OK)))[0])
-    assert entry.message_id == message_ids.VERIFY_PROBE_RECOVERED
+    assert entry.message_id == messages.VERIFY_PROBE_RECOVERED
 
 
 def test_message_ids_are_distinct_uuids() -> None:
-    ids = [v for k, v in vars(message_ids).items() if k.isupper()]
+    ids = [v for k, v in vars(messages).items() if k.isupper()]
     assert len(set(ids)) == len(ids)
     assert all(len(i) == 32 and int(i, 16) >= 0 for i in ids)
 

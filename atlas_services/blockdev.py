@@ -1,0 +1,162 @@
+"""Block devices: what is there (libblkid low-level probing, not udev's database), what is
+in use, and the guards every command that writes to a disk goes through."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import stat
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+
+from atlas_services import proc
+from atlas_services.errors import Refused
+
+BLKGETSIZE64 = 0x80081272
+SYS_BLOCK = Path("/sys/class/block")
+# Kernel devices that never hold a data set.
+IGNORED_PREFIXES = ("ram", "zram", "sr", "fd", "nbd")
+
+
+@dataclass(frozen=True)
+class Probe:
+    """What libblkid finds on a device: a file system, a RAID member, a partition table."""
+
+    device: Path
+    values: dict[str, str]
+
+    @property
+    def empty(self) -> bool:
+        return not self.values
+
+    @property
+    def fstype(self) -> str:
+        return self.values.get("TYPE", "")
+
+    @property
+    def label(self) -> str:
+        return self.values.get("LABEL", "")
+
+    @property
+    def uuid(self) -> str:
+        return self.values.get("UUID", "")
+
+    @property
+    def partition_table(self) -> str:
+        return self.values.get("PTTYPE", "")
+
+    def describe(self) -> str:
+        if self.fstype:
+            return f"a {self.fstype} file system" + (f" labelled {self.label!r}" if self.label else "")
+        if self.partition_table:
+            return f"a {self.partition_table} partition table"
+        return "data blkid recognises: " + ", ".join(f"{k}={v}" for k, v in self.values.items())
+
+
+def probe(device: Path) -> Probe:
+    """Low-level probe (blkid -p): reads the device itself, whatever udev knows or not."""
+    result = proc.run(["blkid", "-p", "-o", "export", device], check=False)
+    # blkid exits 2 when it finds nothing recognisable: an empty disk.
+    if result.returncode not in (0, 2):
+        raise Refused(f"cannot probe {device}: {result.stderr.strip() or 'blkid failed'}")
+    values = {}
+    for line in result.stdout.splitlines():
+        key, sep, value = line.partition("=")
+        if sep and key != "DEVNAME":
+            values[key] = value
+    return Probe(device, values)
+
+
+def kernel_devices() -> list[Path]:
+    """/dev nodes of every block device and partition the kernel knows, in name order."""
+    devices = []
+    for entry in sorted(SYS_BLOCK.iterdir()) if SYS_BLOCK.exists() else []:
+        if entry.name.startswith(IGNORED_PREFIXES):
+            continue
+        if entry.name.startswith("loop") and not (entry / "loop" / "backing_file").exists():
+            continue
+        if (entry / "size").exists() and (entry / "size").read_text().strip() == "0":
+            continue
+        devices.append(Path("/dev") / entry.name)
+    return devices
+
+
+def device_size(device: Path) -> int:
+    with device.open("rb") as dev:
+        buf = fcntl.ioctl(dev.fileno(), BLKGETSIZE64, b"\0" * 8)
+    size: int = struct.unpack("Q", buf)[0]
+    return size
+
+
+def sysfs_node(device: Path) -> Path:
+    rdev = device.stat().st_rdev
+    return Path(f"/sys/dev/block/{os.major(rdev)}:{os.minor(rdev)}").resolve()
+
+
+def whole_disk(node: Path) -> Path:
+    """The sysfs node of the disk a partition belongs to (or the disk itself)."""
+    return node.parent if (node / "partition").exists() else node
+
+
+def disk_names(disk: Path) -> set[str]:
+    """The disk's kernel name and those of its partitions."""
+    names = {disk.name}
+    names.update(p.name for p in disk.iterdir() if (p / "partition").exists())
+    return names
+
+
+def mounted_devices() -> set[str]:
+    """Kernel names of block devices that are mounted or used as swap."""
+    names: set[str] = set()
+    for line in Path("/proc/self/mountinfo").read_text().splitlines():
+        source = line.split(" - ", 1)[1].split()[1]
+        if source.startswith("/dev/"):
+            names.add(Path(os.path.realpath(source)).name)
+    for line in Path("/proc/swaps").read_text().splitlines()[1:]:
+        names.add(Path(os.path.realpath(line.split()[0])).name)
+    return names
+
+
+def running_system_disks() -> set[str]:
+    """Kernel names of the disks that hold /, /usr, /boot or /efi."""
+    disks: set[str] = set()
+    for mountpoint in ("/", "/usr", "/boot", "/efi", "/boot/efi"):
+        try:
+            dev = Path(mountpoint).stat().st_dev
+        except FileNotFoundError:
+            continue
+        node = Path(f"/sys/dev/block/{os.major(dev)}:{os.minor(dev)}")
+        if node.exists():
+            disks.add(whole_disk(node.resolve()).name)
+    return disks
+
+
+def check_writable_disk(device: Path) -> int:
+    """Refuse a device that writing to would destroy the wrong thing; returns its size.
+
+    Refused: not a block device, a partition, the running system's disk, anything of it
+    mounted, or held by RAID/LVM/device-mapper.
+    """
+    try:
+        mode = device.stat().st_mode
+    except FileNotFoundError:
+        raise Refused(f"device {device} does not exist") from None
+    if not stat.S_ISBLK(mode):
+        raise Refused(f"{device} is not a block device", "name a whole disk, e.g. /dev/sdb")
+    node = sysfs_node(device)
+    disk = whole_disk(node)
+    if disk != node:
+        raise Refused(f"{device} is a partition", f"name the whole disk: /dev/{disk.name}")
+    if disk.name in running_system_disks():
+        raise Refused(f"{device} holds the running system", "never write to the disk this "
+                      "system booted from")
+    busy = disk_names(disk) & mounted_devices()
+    if busy:
+        raise Refused(f"{device} is in use: {', '.join(sorted(busy))} mounted",
+                      "unmount it first")
+    holders = sorted(p.name for p in (disk / "holders").iterdir())
+    if holders:
+        raise Refused(f"{device} is in use by {', '.join(holders)}",
+                      "stop the RAID/LVM/dm device that holds it first")
+    return device_size(device)

@@ -1,0 +1,292 @@
+"""`atlas role detect|apply`: which role this server takes at boot, and taking it.
+
+`apply` is what atlas-role.service runs early at every boot: detect, then (for a usable
+data set) mount it, install the role's host keys, write its network configuration, set
+its host name, bump the set's generation, start the role's target, and record it all.
+A refusal takes none of those steps: the server stays standby and says why.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import fnmatch
+import json
+import logging
+import os
+import time
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+from typing import Protocol
+
+from atlas_services import dataset, detect, fsutil, log, messages, paths, proc, settings, volume
+from atlas_services.detect import Decision, Outcome
+from atlas_services.errors import AtlasError
+
+logger = logging.getLogger(__name__)
+
+KNOWN_CLUSTER_FILE = paths.STATE_DIR / "cluster-id"
+SSH_HOSTKEY_DIR = paths.RUN_DIR / "ssh"
+NETWORK_FILE = Path("/run/systemd/network/10-atlas-role.network")
+STANDBY_HOSTNAME = "atlas-standby"
+
+EVENT_IDS = {
+    Outcome.PRIMARY: messages.ROLE_PRIMARY,
+    Outcome.SECONDARY: messages.ROLE_SECONDARY,
+    Outcome.STANDBY: messages.ROLE_STANDBY,
+    Outcome.REFUSED: messages.ROLE_REFUSED,
+}
+
+
+class System(Protocol):
+    """What role apply asks of the running system (systemd over D-Bus on the box)."""
+
+    def set_hostname(self, name: str) -> None: ...
+    def start_unit(self, unit: str) -> None: ...
+    def reload_network(self) -> None: ...
+    def notify(self, status: str) -> None: ...
+
+
+class DBusSystem:
+    """hostnamed and the service manager over the system bus (pydbus)."""
+
+    def __init__(self) -> None:
+        from pydbus import SystemBus
+
+        self.bus = SystemBus()
+
+    def set_hostname(self, name: str) -> None:
+        # Transient only: the name belongs to the data set, not to this OS disk.
+        self.bus.get("org.freedesktop.hostname1").SetHostname(name, False)
+
+    def start_unit(self, unit: str) -> None:
+        self.bus.get("org.freedesktop.systemd1").StartUnit(unit, "replace")
+
+    def reload_network(self) -> None:
+        # At boot networkd starts after this service and reads /run itself. Asking it to
+        # reload before then would D-Bus-activate it, and it waits for us: only a running
+        # networkd is told (when the role is re-applied by hand).
+        if proc.run(["systemctl", "is-active", "--quiet", "systemd-networkd.service"],
+                    check=False).returncode == 0:
+            proc.run(["networkctl", "reload"], check=False)
+
+    def notify(self, status: str) -> None:
+        from systemd import daemon
+
+        daemon.notify(f"READY=1\nSTATUS={status}")
+
+
+class Stopwatch:
+    """Seconds spent in each step of taking the role, for role.json and the journal."""
+
+    def __init__(self) -> None:
+        self.steps: dict[str, float] = {}
+
+    @contextlib.contextmanager
+    def step(self, name: str) -> Iterator[None]:
+        start = time.monotonic()
+        try:
+            yield
+        finally:
+            self.steps[name] = round(time.monotonic() - start, 3)
+
+
+def known_cluster() -> str | None:
+    try:
+        return KNOWN_CLUSTER_FILE.read_text().strip() or None
+    except FileNotFoundError:
+        return None
+
+
+def resolve_interface(pattern: str, sys_net: Path = Path("/sys/class/net")) -> str | None:
+    """The first network interface (in name order) whose name matches the pattern."""
+    names = sorted(p.name for p in sys_net.iterdir()) if sys_net.exists() else []
+    return next((n for n in names if n != "lo" and fnmatch.fnmatchcase(n, pattern)), None)
+
+
+def detect_role(*, address_check: bool = True, devices: list[Path] | None = None,
+                watch: Stopwatch | None = None) -> Decision:
+    """Probe and decide; changes nothing (data sets are only looked at read-only)."""
+    watch = watch or Stopwatch()
+    the_settings = settings.load()
+    with watch.step("probe"):
+        facts = detect.probe_facts(known_cluster(), devices)
+    decision = detect.decide(facts, the_settings)
+    vol = decision.volume
+    if address_check and vol and decision.outcome in (Outcome.PRIMARY, Outcome.SECONDARY):
+        with watch.step("address_check"):
+            interface = resolve_interface(vol.identity.interface)
+            in_use = bool(interface) and detect.address_answered(str(interface), vol.identity.ip)
+        decision = detect.decide(replace(facts, address_in_use=in_use), the_settings)
+    return decision
+
+
+def network_config(identity: volume.Identity, interface: str) -> str:
+    lines = ["# Written by atlas-role.service for this boot's role; do not edit.",
+             "[Match]", f"Name={interface}", "", "[Network]", f"Address={identity.address}"]
+    if identity.gateway:
+        lines.append(f"Gateway={identity.gateway}")
+    lines += [f"DNS={server}" for server in identity.dns]
+    lines += ["LinkLocalAddressing=no", "IPv6AcceptRA=no", ""]
+    return "\n".join(lines)
+
+
+def install_host_keys(data_root: Path, target: Path = SSH_HOSTKEY_DIR) -> None:
+    """The role's SSH host keys, from the data set into /run: nothing secret stays on the
+    OS disk when the disks leave."""
+    target.mkdir(mode=0o700, parents=True, exist_ok=True)
+    for key in sorted(dataset.secrets(data_root).glob("ssh_host_*_key*")):
+        mode = 0o644 if key.name.endswith(".pub") else 0o600
+        fsutil.write_atomic(target / key.name, key.read_bytes(), mode)
+
+
+def mount_data_root(decision: Decision, data_root: Path) -> None:
+    assert decision.dataset is not None
+    data_root.mkdir(parents=True, exist_ok=True)
+    if os.path.ismount(data_root):
+        return
+    options = "rw,noatime" + (",degraded" if decision.degraded else "")
+    proc.run(["btrfs", "device", "scan", *decision.dataset.devices])
+    proc.run(["mount", "-t", "btrfs", "-o", options, decision.dataset.devices[0], data_root])
+
+
+def take_role(decision: Decision, system: System, data_root: Path, watch: Stopwatch) -> Decision:
+    """Mount, claim the identity, bump the generation; returns the decision as applied."""
+    with watch.step("mount"):
+        mount_data_root(decision, data_root)
+        vol = volume.read(data_root)
+    with watch.step("host_keys"):
+        install_host_keys(data_root)
+    with watch.step("network"):
+        interface = resolve_interface(vol.identity.interface)
+        if interface is None:
+            logger.warning("no network interface matches %r: the role's address is not "
+                           "configured", vol.identity.interface)
+        else:
+            fsutil.write_atomic(NETWORK_FILE, network_config(vol.identity, interface).encode())
+            system.reload_network()
+    with watch.step("hostname"):
+        system.set_hostname(vol.identity.hostname)
+    with watch.step("generation"):
+        bumped = vol.bumped()
+        volume.write(data_root, bumped)
+        fsutil.write_atomic(KNOWN_CLUSTER_FILE, f"{bumped.cluster_id}\n".encode())
+    assert decision.dataset is not None
+    return replace(decision, dataset=replace(decision.dataset, volume=bumped))
+
+
+class _NothingRunsYet:
+    """At boot the business services start after this service: nothing to reload."""
+
+    def reload(self, unit: str) -> None:
+        pass
+
+    def restart(self, unit: str) -> None:
+        pass
+
+
+def prepare_configuration(decision: Decision, data_root: Path, watch: Stopwatch) -> None:
+    """Adopt the data set's newer configuration (primary) and render it for this role.
+
+    A failure is logged, not fatal: the services then start on the configuration /etc
+    already holds, which is better than no role at all.
+    """
+    from atlas_services.store import apply as store_apply
+    from atlas_services.store.config import ConfigStore, adopt_newer_from_dataset
+
+    store = ConfigStore()
+    if not store.exists():
+        logger.warning("no configuration store on this OS disk: /etc is used as it is")
+        return
+    try:
+        if decision.outcome is Outcome.PRIMARY:
+            with watch.step("adopt_config"):
+                adopted = adopt_newer_from_dataset(store, data_root)
+            if adopted is not None:
+                logger.info("adopted configuration generation %d from the data set", adopted)
+        with watch.step("apply_config"):
+            store_apply.apply(store, manager=_NothingRunsYet())
+    except AtlasError as err:
+        logger.error("configuration for the %s role not applied: %s", decision.outcome.value, err)
+
+
+def write_role_file(decision: Decision, timings: dict[str, float], domain: str) -> None:
+    fsutil.write_atomic(paths.ROLE_FILE, (json.dumps(
+        {**decision.to_json(), "domain": domain, "timings": timings}, indent=2) + "\n").encode())
+
+
+def dataset_domain(data_root: Path) -> str:
+    try:
+        data = json.loads((dataset.meta(data_root) / dataset.CLUSTER_COPY).read_text())
+    except (OSError, ValueError):
+        return ""
+    domain = data.get("domain", "") if isinstance(data, dict) else ""
+    return domain if isinstance(domain, str) else ""
+
+
+def record(decision: Decision) -> None:
+    vol = decision.volume
+    message_id = messages.ROLE_DEGRADED if decision.degraded else EVENT_IDS[decision.outcome]
+    log.event(message_id, f"ATLAS role: {decision.outcome.value} — {decision.message}",
+              priority=4 if decision.outcome is Outcome.REFUSED or decision.degraded else 6,
+              role=decision.outcome.value, reason=decision.reason.value,
+              dataset_id=vol.dataset_id if vol else None,
+              generation=vol.generation if vol else None,
+              cluster_id=vol.cluster_id if vol else None)
+
+
+def apply(system: System, data_root: Path = paths.DATA_ROOT) -> Decision:
+    watch = Stopwatch()
+    decision = detect_role(watch=watch)
+    domain = ""
+    if decision.outcome in (Outcome.PRIMARY, Outcome.SECONDARY):
+        decision = take_role(decision, system, data_root, watch)
+        domain = dataset_domain(data_root)
+        # The configuration is rendered from role.json: write it before rendering.
+        write_role_file(decision, watch.steps, domain)
+        prepare_configuration(decision, data_root, watch)
+    else:
+        with watch.step("hostname"):
+            system.set_hostname(STANDBY_HOSTNAME)
+    with watch.step("start_target"):
+        system.start_unit(decision.target)
+    write_role_file(decision, watch.steps, domain)
+    record(decision)
+    # Printed for the console (the unit sends stdout there too): a refusal must be seen.
+    print(f"ATLAS: {decision.outcome.value} — {decision.message}", flush=True)
+    system.notify(f"{decision.outcome.value}: {decision.message}")
+    return decision
+
+
+def detect_command(args: argparse.Namespace) -> int:
+    devices = [Path(d) for d in args.device] if args.device else None
+    decision = detect_role(address_check=not args.no_address_check, devices=devices)
+    if args.json:
+        print(json.dumps(decision.to_json(), indent=2))
+    else:
+        print(f"{decision.outcome.value}: {decision.message}")
+    return 0
+
+
+def apply_command(args: argparse.Namespace) -> int:
+    apply(DBusSystem())
+    return 0
+
+
+def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = commands.add_parser("role", help="detect or take this server's role")
+    verbs = parser.add_subparsers(metavar="VERB", required=True)
+    det = verbs.add_parser(
+        "detect", help="say which role the disks give this server (changes nothing)",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="examples:\n  atlas role detect\n  atlas role detect --json --no-address-check")
+    det.add_argument("--json", action="store_true", help="print machine-readable JSON")
+    det.add_argument("--no-address-check", action="store_true",
+                     help="skip duplicate-address detection on the network")
+    det.add_argument("--device", action="append", metavar="DEV",
+                     help="probe only this device (repeat); default: every block device")
+    det.set_defaults(func=detect_command)
+    app = verbs.add_parser("apply", help="take the role (run by atlas-role.service at boot)")
+    app.set_defaults(func=apply_command)
+

@@ -1,0 +1,1 @@
+"""The versioned store (design §4): configuration generations and module versions on btrfs."""

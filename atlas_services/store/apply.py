@@ -1,0 +1,426 @@
+"""`atlas config apply`: render a generation for this server's role, validate it with each
+service's own checker in a staging tree, replace the files in /etc, reload what changed.
+
+    render (StrictUndefined) → staging tree → nginx -t / postfix check / doveconf -n /
+    testparm -s / postgres -C → write every new file to a temp name → rename them all
+    into place → record what was applied → reload or restart only the services whose
+    files changed (systemd over D-Bus)
+
+A generation that fails rendering or validation changes nothing under the target root.
+
+Templates name the files they include through `{{ config_root }}` (see render.py): the
+staging tree is rendered with config_root = the staging directory, the installed tree
+with config_root = "" (the real /etc), so each checker reads the staged files only.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import re
+import shutil
+import tempfile
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Any, Protocol
+
+from atlas_services import fsutil, osinfo, paths, proc
+from atlas_services.errors import AtlasError, Refused
+from atlas_services.render import TEMPLATE_SUFFIX, render_tree, standard_context
+from atlas_services.settings import Settings
+from atlas_services.store.config import SETTINGS_NAME, TEMPLATES_NAME, ConfigStore, check_settings
+
+log = logging.getLogger(__name__)
+
+ROLES = ("primary", "secondary", "standby")
+# Where apply records what it installed (relative to the target root).
+APPLIED_FILE = PurePosixPath(paths.CONFIG_DIR.relative_to("/").as_posix()) / "applied.json"
+SETTINGS_TARGET = PurePosixPath(paths.SETTINGS_FILE.relative_to("/").as_posix())
+Files = dict[PurePosixPath, bytes]
+
+
+class ValidationFailed(AtlasError):
+    """A service's own checker refused a staged file; nothing was installed."""
+
+    def __init__(self, service: str, checker: str, file: str, detail: str) -> None:
+        self.service, self.checker, self.file, self.detail = service, checker, file, detail
+        super().__init__(f"{checker} refused {file}: {detail}",
+                         "fix the template in the working tree, commit, and apply again")
+
+
+# ---------------------------------------------------------------- checkers
+
+
+_ERROR_WORDS = re.compile(r"emerg|fatal|error|unknown|invalid|unrecognized|bad ", re.IGNORECASE)
+
+
+# Time stamps and process ids in front of a checker's message (nginx, postgres).
+_NOISE = re.compile(r"^(\d{4}[/-]\d\d[/-]\d\d \d\d:\d\d:\d\d(\.\d+)?( \w+)? )?"
+                    r"(\[\d+\] )?(\[(\w+)\] \d+#\d+: )?")
+
+
+def _detail(output: str) -> str:
+    lines = [_NOISE.sub("", line.strip()).strip() for line in output.splitlines() if line.strip()]
+    for line in lines:
+        if _ERROR_WORDS.search(line):
+            return line
+    return lines[-1] if lines else "no message"
+
+
+def _file_named(output: str, staging: Path, fallback: PurePosixPath) -> str:
+    """The staged file a checker's message names (by its path on the box): the one with a
+    line number if any (`FILE:12`, `FILE, line 12`, `FILE line 12`), else the first named."""
+    pattern = re.escape(str(staging)) + r"/([^\s:,\"']+)(:\d+|,? line \d+)?"
+    found = [(m.group(1), m.group(2) is not None) for m in re.finditer(pattern, output)]
+    with_line = [name for name, has_line in found if has_line]
+    if with_line:
+        return with_line[0]
+    return found[0][0] if found else fallback.as_posix()
+
+
+def _run_checker(service: str, argv: Sequence[str | os.PathLike[str]], staging: Path,
+                 main: PurePosixPath, *, bad_output: re.Pattern[str] | None = None) -> None:
+    result = proc.run(argv, check=False)
+    output = result.stderr + result.stdout
+    bad = bad_output.search(output) if bad_output is not None else None
+    if result.returncode == 0 and bad is None:
+        return
+    detail = bad.group(0) if bad is not None else _detail(output)
+    raise ValidationFailed(service, Path(str(argv[0])).name, _file_named(output, staging, main),
+                           detail.replace(str(staging), ""))
+
+
+def check_nginx(staging: Path, files: list[PurePosixPath]) -> None:
+    main = PurePosixPath("etc/nginx/nginx.conf")
+    _run_checker("nginx", ["nginx", "-t", "-q", "-c", staging / main], staging, main)
+
+
+def check_postfix(staging: Path, files: list[PurePosixPath]) -> None:
+    conf = staging / "etc/postfix"
+    # postconf names the file and line of a syntax error on stderr; `postfix check` (which
+    # also checks the installation) tells only syslog when stderr is not a terminal.
+    _run_checker("postfix", ["postconf", "-c", conf, "-n"], staging, PurePosixPath("etc/postfix/main.cf"))
+    _run_checker("postfix", ["postconf", "-c", conf, "-M"], staging,
+                 PurePosixPath("etc/postfix/master.cf"))
+    _run_checker("postfix", ["postfix", "-c", conf, "check"], staging, PurePosixPath("etc/postfix/main.cf"))
+
+
+def check_dovecot(staging: Path, files: list[PurePosixPath]) -> None:
+    main = PurePosixPath("etc/dovecot/dovecot.conf")
+    _run_checker("dovecot", ["doveconf", "-n", "-c", staging / main], staging, main)
+
+
+def check_samba(staging: Path, files: list[PurePosixPath]) -> None:
+    main = PurePosixPath("etc/samba/smb.conf")
+    # testparm only warns about a parameter it does not know: for us that is a typo.
+    _run_checker("samba", ["testparm", "-s", staging / main], staging, main,
+                 bad_output=re.compile(r"Unknown parameter encountered: .*"))
+
+
+def _postgres_binary(version: str) -> Path:
+    binary = Path(f"/usr/lib/postgresql/{version}/bin/postgres")
+    if not binary.exists():
+        raise AtlasError(f"PostgreSQL {version} is not installed ({binary} missing)",
+                         f"the templates configure etc/postgresql/{version}/")
+    return binary
+
+
+def check_postgresql(staging: Path, files: list[PurePosixPath]) -> None:
+    mains = sorted({f for f in files if f.name == "postgresql.conf"} or
+                   {PurePosixPath(p.relative_to(staging).as_posix())
+                    for p in (staging / "etc/postgresql").glob("*/*/postgresql.conf")})
+    for main in mains:
+        version = main.parts[2]  # etc/postgresql/<version>/<cluster>/postgresql.conf
+        # -C parses the whole file (and its includes) and prints one value, or names the
+        # bad line; it starts no server.
+        _run_checker("postgresql", [_postgres_binary(version), "-C", "data_directory",
+                                    f"--config-file={staging / main}"], staging, main)
+
+
+# ---------------------------------------------------------------- the service table
+
+
+@dataclass(frozen=True)
+class Service:
+    """A business service: the files that are its configuration, its unit, its checker."""
+
+    name: str
+    prefix: str  # target path prefix, relative to /
+    unit: str
+    check: Callable[[Path, list[PurePosixPath]], None]
+    action: str = "reload"  # "reload" (reload, or restart if it cannot) | "restart"
+
+    def owns(self, path: PurePosixPath) -> bool:
+        return path.as_posix().startswith(self.prefix)
+
+
+SERVICES: tuple[Service, ...] = (
+    Service("nginx", "etc/nginx/", "nginx.service", check_nginx),
+    Service("postfix", "etc/postfix/", "postfix.service", check_postfix),
+    Service("dovecot", "etc/dovecot/", "dovecot.service", check_dovecot),
+    Service("postgresql", "etc/postgresql/", "postgresql.service", check_postgresql),
+    Service("samba", "etc/samba/", "smbd.service", check_samba),
+)
+
+
+def services_touched(changed: Iterable[PurePosixPath], services: Sequence[Service]) -> list[Service]:
+    """The services owning any of the changed paths, in table order (a pure decision)."""
+    paths_ = list(changed)
+    return [s for s in services if any(s.owns(p) for p in paths_)]
+
+
+# ---------------------------------------------------------------- reloading through systemd
+
+
+class ServiceManager(Protocol):
+    def reload(self, unit: str) -> None: ...
+    def restart(self, unit: str) -> None: ...
+
+
+class SystemdManager:
+    """systemd's manager over D-Bus: acts only on units that are running (a stopped
+    service picks up the new files when it starts)."""
+
+    def _manager(self) -> Any:
+        try:
+            import pydbus
+        except ImportError:
+            raise AtlasError("python3-pydbus is not installed") from None
+        return pydbus.SystemBus().get("org.freedesktop.systemd1")
+
+    def reload(self, unit: str) -> None:
+        self._manager().ReloadOrTryRestartUnit(unit, "replace")
+
+    def restart(self, unit: str) -> None:
+        self._manager().TryRestartUnit(unit, "replace")
+
+
+def default_manager() -> ServiceManager | None:
+    """systemd's D-Bus manager when systemd runs this system, else None (nothing to reload)."""
+    return SystemdManager() if Path("/run/systemd/system").is_dir() else None
+
+
+# ---------------------------------------------------------------- the context for a role
+
+
+def _identity(role: dict[str, Any]) -> dict[str, Any]:
+    """The role's identity in role.json: the data set's volume.json identity when recorded
+    (hostname, address/prefix, gateway, dns), else the top-level fields."""
+    dataset = role.get("dataset")
+    volume = dataset.get("volume") if isinstance(dataset, dict) else None
+    identity = volume.get("identity") if isinstance(volume, dict) else None
+    if isinstance(identity, dict):
+        return {**identity, "domain": role.get("domain", "")}
+    return role
+
+
+def role_context(settings: Settings, *, role_file: Path = paths.ROLE_FILE,
+                 data_root: Path = paths.DATA_ROOT) -> dict[str, Any]:
+    """The template context for this server from /run/atlas/role.json (role and identity);
+    without a decided role it renders for standby."""
+    try:
+        data = json.loads(role_file.read_text())
+    except FileNotFoundError:
+        data = {}
+    except (OSError, ValueError) as err:
+        raise AtlasError(f"{role_file} is unreadable: {err}") from None
+    if not isinstance(data, dict):
+        data = {}
+    identity = _identity(data)
+    role = data.get("role") if data.get("role") in ROLES else "standby"
+    address = str(identity.get("address") or "127.0.0.1")
+    prefix = identity.get("prefix", 32)
+    if "/" in address:
+        address, _, bits = address.partition("/")
+        prefix = int(bits) if bits.isdigit() else prefix
+    return standard_context(
+        role=role, hostname=str(identity.get("hostname") or osinfo.hostname()),
+        data_root=str(data_root), settings=settings.to_json(),
+        domain=str(identity.get("domain") or ""), address=address,
+        prefix=int(prefix) if isinstance(prefix, int) else 32,
+        gateway=str(identity.get("gateway") or ""),
+        dns=[str(d) for d in identity.get("dns", [])] if isinstance(identity.get("dns"), list) else [],
+    )
+
+
+# ---------------------------------------------------------------- applying
+
+
+@dataclass(frozen=True)
+class ApplyResult:
+    generation: int
+    changed: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    services: list[str] = field(default_factory=list)  # units reloaded or restarted
+    checked: list[str] = field(default_factory=list)  # services whose checker passed
+    applied: bool = True  # False for a check-only run
+
+    def to_json(self) -> dict[str, Any]:
+        return {"generation": self.generation, "changed": self.changed, "removed": self.removed,
+                "services": self.services, "checked": self.checked, "applied": self.applied}
+
+
+def _refuse_ambiguous(templates: Path) -> None:
+    """`x` and `x.j2` would both render to `x`: refuse rather than pick one silently."""
+    for path in templates.rglob(f"*{TEMPLATE_SUFFIX}"):
+        plain = path.with_suffix("")
+        if plain.is_file():
+            raise Refused(f"templates/{plain.relative_to(templates)} exists both as a template and "
+                          "as a plain file", "remove one of them")
+
+
+def _render(generation: Path, context: Mapping[str, Any], config_root: str) -> Files:
+    templates = generation / TEMPLATES_NAME
+    if templates.is_dir():
+        _refuse_ambiguous(templates)
+    files = render_tree(templates, {**context, "config_root": config_root}) if templates.is_dir() else {}
+    settings = generation / SETTINGS_NAME
+    if settings.is_file():
+        files.setdefault(SETTINGS_TARGET, settings.read_bytes())
+    return files
+
+
+def _modes(generation: Path, files: Files) -> dict[PurePosixPath, int]:
+    """Each output file takes the permission bits of its template."""
+    modes: dict[PurePosixPath, int] = {}
+    for rel in files:
+        source = generation / TEMPLATES_NAME / rel
+        source_j2 = source.with_name(source.name + ".j2")
+        for candidate in (source_j2, source, generation / SETTINGS_NAME):
+            if candidate.is_file():
+                modes[rel] = candidate.stat().st_mode & 0o777
+                break
+        else:
+            modes[rel] = 0o644
+    return modes
+
+
+def _stage(staging: Path, target_root: Path, files: Files, services: Sequence[Service]) -> None:
+    """The service directories as they are now, with the new files laid over them, so a
+    checker also finds the files the templates do not provide (mime.types, conf.d/...)."""
+    for service in services:
+        existing = target_root / service.prefix
+        if existing.is_dir():
+            shutil.copytree(existing, staging / service.prefix, symlinks=True, dirs_exist_ok=True)
+    for rel, data in files.items():
+        path = staging / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if path.is_symlink():
+            path.unlink()
+        path.write_bytes(data)
+
+
+def validate(generation: Path, context: Mapping[str, Any], target_root: Path,
+             services: Sequence[Service]) -> list[str]:
+    """Render into a staging tree and run the checker of every service the tree configures.
+    Returns the names of the services checked; raises ValidationFailed."""
+    with tempfile.TemporaryDirectory(prefix="atlas-apply-") as tmp:
+        staging = Path(tmp)
+        # Stays 0700: it may hold copies of the services' private keys (samba/tls, ...).
+        files = _render(generation, context, str(staging))
+        touched = services_touched(files, services)
+        _stage(staging, target_root, files, touched)
+        for service in touched:
+            service.check(staging, [f for f in files if service.owns(f)])
+            log.info("%s accepted the staged configuration", service.name)
+        return [s.name for s in touched]
+
+
+def _read_applied(target_root: Path) -> dict[str, str]:
+    try:
+        data = json.loads((target_root / APPLIED_FILE).read_text())
+        files = data.get("files", {}) if isinstance(data, dict) else {}
+        return {str(k): str(v) for k, v in files.items()} if isinstance(files, dict) else {}
+    except (OSError, ValueError):
+        return {}
+
+
+def _differs(path: Path, data: bytes, mode: int) -> bool:
+    try:
+        st = path.lstat()
+        if not path.is_file() or path.is_symlink() or st.st_mode & 0o777 != mode or st.st_size != len(data):
+            return True
+        return path.read_bytes() != data
+    except FileNotFoundError:
+        return True
+
+
+def _install(target_root: Path, files: Files, modes: dict[PurePosixPath, int],
+             changed: list[PurePosixPath], removed: list[PurePosixPath]) -> None:
+    """Write every changed file to a temp name first (a full disk fails here, before any file
+    is replaced), then rename them all into place."""
+    prepared: list[tuple[Path, Path]] = []
+    try:
+        for rel in changed:
+            path = target_root / rel
+            path.parent.mkdir(parents=True, exist_ok=True, mode=0o755)
+            prepared.append((fsutil.write_temp(path, files[rel], modes[rel]), path))
+    except BaseException:
+        for tmp, _ in prepared:
+            tmp.unlink(missing_ok=True)
+        raise
+    for tmp, path in prepared:
+        tmp.replace(path)
+    for rel in removed:
+        (target_root / rel).unlink(missing_ok=True)
+    for directory in sorted({p.parent for _, p in prepared} | {(target_root / r).parent for r in removed}):
+        if directory.is_dir():
+            fsutil.fsync_dir(directory)
+
+
+def apply(store: ConfigStore, gen: int | None = None, *, target_root: Path = Path("/"),
+          context: Mapping[str, Any] | None = None, services: Sequence[Service] = SERVICES,
+          manager: ServiceManager | None = None, check_only: bool = False) -> ApplyResult:
+    """Apply generation `gen` (default: the newest) under target_root ("/" on the box).
+
+    `context` is the template context (default: from role.json); `manager` reloads units
+    (default: systemd over D-Bus when systemd runs, else none).
+    """
+    store.require()
+    number = gen if gen is not None else store.newest()
+    if number is None:
+        raise Refused("nothing is committed yet", "commit the working tree with 'atlas config commit'")
+    generation = store.path(number)
+    check_settings(generation)
+    if context is None:
+        settings_file = generation / SETTINGS_NAME
+        settings = (Settings.from_json(json.loads(settings_file.read_text()), SETTINGS_NAME)
+                    if settings_file.is_file() else Settings())
+        context = role_context(settings)
+    checked = validate(generation, context, target_root, services)
+    on_box = target_root.resolve() == Path("/")
+    files = _render(generation, context, "" if on_box else str(target_root))
+    modes = _modes(generation, files)
+    changed = [rel for rel in sorted(files) if _differs(target_root / rel, files[rel], modes[rel])]
+    previous = _read_applied(target_root)
+    removed = sorted(PurePosixPath(p) for p in previous
+                     if PurePosixPath(p) not in files and (target_root / p).is_file())
+    touched = services_touched([*changed, *removed], services)
+    result = ApplyResult(generation=number, changed=[p.as_posix() for p in changed],
+                         removed=[p.as_posix() for p in removed],
+                         services=[s.unit for s in touched], checked=checked, applied=not check_only)
+    if check_only:
+        return result
+    _install(target_root, files, modes, changed, removed)
+    record = {"generation": number, "files": {p.as_posix(): hashlib.sha256(files[p]).hexdigest()
+                                              for p in sorted(files)}}
+    applied = target_root / APPLIED_FILE
+    applied.parent.mkdir(parents=True, exist_ok=True)
+    fsutil.write_atomic(applied, json.dumps(record, indent=2) + "\n")
+    _reload(touched, manager if manager is not None else default_manager())
+    return result
+
+
+def _reload(services: Sequence[Service], manager: ServiceManager | None) -> None:
+    for service in services:
+        if manager is None:
+            log.info("systemd is not running here: not reloading %s", service.unit)
+            continue
+        if service.action == "restart":
+            manager.restart(service.unit)
+        else:
+            manager.reload(service.unit)
+        log.info("%s: %s", service.unit, "restarted" if service.action == "restart" else "reloaded")

@@ -1,0 +1,51 @@
+"""Helpers shared by the btrfs-tier store tests: a tree fingerprint, the CLI, small trees."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent.parent
+KEYS = REPO / "tests/keys"
+TEST_KEY = KEYS / "test-signing.key"
+TEST_PUB = KEYS / "test-signing.pub"
+OTHER_KEY = KEYS / "other-signing.key"
+
+
+def fingerprint(root: Path) -> str:
+    """Names, kinds, modes, link targets and contents of everything below root."""
+    digest = hashlib.sha256()
+    if not root.exists():
+        return "absent"
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames.sort()
+        for name in sorted([*dirnames, *filenames]):
+            path = Path(dirpath) / name
+            st = path.lstat()
+            digest.update(f"{path.relative_to(root)}\0{st.st_mode:o}\0".encode())
+            if path.is_symlink():
+                digest.update(str(path.readlink()).encode())
+            elif path.is_file():
+                digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def atlas(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "atlas_services", *args], capture_output=True,
+                          text=True, check=False, cwd=REPO, env={**os.environ, **(env or {})})
+
+
+def default_tree(root: Path, nginx_port: int = 18080) -> Path:
+    """A small configuration tree: settings and a tiny nginx configuration."""
+    (root / "templates/etc/nginx/conf.d").mkdir(parents=True)
+    (root / "atlas.json").write_text('{"admin_email": "owner@example.com"}\n')
+    (root / "templates/etc/nginx/nginx.conf.j2").write_text(
+        "error_log stderr;\npid {{ run_root }}/nginx.pid;\nevents {}\nhttp {\n"
+        "    include {{ config_root }}/etc/nginx/conf.d/*.conf;\n}\n")
+    (root / "templates/etc/nginx/conf.d/site.conf.j2").write_text(
+        "server {\n    listen {{ listen_address }}:" + str(nginx_port) + ";\n"
+        "    server_name {{ hostname }};  # role {{ role }}\n    root {{ data_root }}/www;\n}\n")
+    return root

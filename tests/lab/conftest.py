@@ -1,0 +1,1 @@
+"""The lab tier: QEMU machines booted from the built image (tests/conftest.py builds it)."""
