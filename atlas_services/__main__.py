@@ -18,6 +18,7 @@ COMMANDS = {
     "disks": "atlas_services.dataset",
     "config": "atlas_services.store.cli",
     "module": "atlas_services.store.cli",
+    "verify": "atlas_services.verify.cli",
 }
 
 EPILOG = """\
@@ -30,6 +31,7 @@ examples:
   atlas disks init --role primary /dev/sdb /dev/sdc
   atlas config log
   atlas module list
+  atlas verify --now
 """
 
 
