@@ -20,7 +20,18 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Protocol
 
-from atlas_services import dataset, detect, fsutil, log, messages, paths, proc, settings, volume
+from atlas_services import (
+    dataset,
+    detect,
+    fsutil,
+    log,
+    messages,
+    paths,
+    proc,
+    servicedata,
+    settings,
+    volume,
+)
 from atlas_services.detect import Decision, Outcome
 from atlas_services.errors import AtlasError
 
@@ -158,6 +169,10 @@ def take_role(decision: Decision, system: System, data_root: Path, watch: Stopwa
         vol = volume.read(data_root)
     with watch.step("host_keys"):
         install_host_keys(data_root)
+    with watch.step("service_data"):
+        domain = dataset_domain(data_root)
+        fqdn = f"{vol.identity.hostname}.{domain}" if domain else vol.identity.hostname
+        servicedata.prepare(data_root, fqdn)
     with watch.step("network"):
         interface = resolve_interface(vol.identity.interface)
         if interface is None:

@@ -14,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import functools
-import grp
 import os
 import pwd
 import shutil
@@ -33,7 +32,7 @@ import psycopg2
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 
-from atlas_services import paths, proc, render, tls
+from atlas_services import paths, proc, render, servicedata, tls
 from atlas_services.settings import Settings
 from atlas_services.verify import account, environment
 from atlas_services.verify.cycle import Targets, run_once
@@ -42,7 +41,6 @@ from atlas_services.verify.report import JournalEntry, MailNotifier, Publisher, 
 
 REPO = Path(__file__).resolve().parent.parent
 TEMPLATES = REPO / "overlays/usr/lib/atlas/config-default/templates"
-PG_BIN = Path("/usr/lib/postgresql/15/bin")
 HOSTNAME = "atlas-test"
 DOMAIN = "atlas.test"
 # postfix first: dovecot puts its LMTP and auth sockets into postfix's queue directory.
@@ -102,14 +100,8 @@ def ids(user: str) -> tuple[int, int]:
     return entry.pw_uid, entry.pw_gid
 
 
-def make_dir(path: Path, mode: int = 0o755, owner: str | None = None, group: str | None = None) -> Path:
-    path.mkdir(parents=True, exist_ok=True)
-    uid, gid = ids(owner) if owner else (0, 0)
-    if group:
-        gid = grp.getgrnam(group).gr_gid
-    os.chown(path, uid, gid)
-    path.chmod(mode)
-    return path
+make_dir = servicedata.make_dir
+PG_BIN = servicedata.PG_BIN
 
 
 # ---------------------------------------------------------------- the data set
@@ -250,33 +242,15 @@ class ServiceStack:
         self.logs.mkdir(parents=True, exist_ok=True)
 
     def prepare_data(self) -> None:
-        """The data set as provisioning leaves it: web root, mail, shares, a cluster, a certificate."""
-        d = self.data_root
-        make_dir(d)
-        make_dir(d / paths.WEB_ROOT)
-        (d / paths.WEB_ROOT / "index.html").write_text("<h1>Shop</h1>\n")
-        make_dir(d / "mail")
-        make_dir(d / paths.MAIL_BOXES, 0o770, "mail")
-        for rel, mode, group in ((paths.MAIL_USERS, 0o640, "dovecot"), (paths.MAIL_RECIPIENTS, 0o644, None)):
-            f = d / rel
-            f.touch()
-            os.chown(f, 0, grp.getgrnam(group).gr_gid if group else 0)
-            f.chmod(mode)
-        proc.run(["postmap", "-c", self.postfix_dir, f"hash:{d / paths.MAIL_RECIPIENTS}"])
-        make_dir(d / paths.SHARES / "files", 0o770)
-        make_dir(d / paths.DATASET_META)
-        make_dir(d / paths.DATASET_META / paths.SECRETS_DIR, 0o700)
-        tls.ensure_self_signed(self.tls_dir, f"{self.hostname}.{self.domain}")
-        pg_data = d / paths.POSTGRES_DATA
-        for parent in (pg_data.parent.parent, pg_data.parent):
-            make_dir(parent, 0o755, "postgres", "postgres")
-        proc.run(["setpriv", "--reuid=postgres", "--regid=postgres", "--init-groups", "--",
-                  PG_BIN / "initdb", "-D", pg_data, "--auth=peer", "--encoding=UTF8",
-                  "--locale=C.UTF-8", "-U", "postgres"], timeout=120)
+        """The data set as the box lays it out when a role is first taken on it."""
+        make_dir(self.data_root)
+        servicedata.prepare(self.data_root, f"{self.hostname}.{self.domain}", self.postfix_dir)
+        (self.data_root / paths.WEB_ROOT / "index.html").write_text("<h1>Shop</h1>\n")
+        make_dir(self.data_root / paths.DATASET_META)
 
     @property
     def tls_dir(self) -> Path:
-        return self.data_root / paths.DATASET_META / paths.SECRETS_DIR / paths.DATASET_TLS
+        return servicedata.tls_dir(self.data_root)
 
     # -- services
 
@@ -610,8 +584,14 @@ def certificate_expired(stack: ServiceStack) -> Iterator[None]:
         tls.install(stack.tls_dir, cert, key)
         stack.reload("nginx")
         wanted = x509.load_pem_x509_certificate(cert).fingerprint(hashes.SHA256())
-        wait_for("nginx serving the new certificate", lambda: x509.load_der_x509_certificate(
-            served_certificate(stack.ports["https"])).fingerprint(hashes.SHA256()) == wanted)
+
+        def serving() -> bool:
+            return x509.load_der_x509_certificate(served_certificate(
+                stack.ports["https"])).fingerprint(hashes.SHA256()) == wanted
+
+        # After a reload the old workers may still take a connection or two: wait until
+        # several in a row get the new certificate.
+        wait_for("nginx serving the new certificate", lambda: all(serving() for _ in range(5)))
 
     try:
         serve(*expired)
