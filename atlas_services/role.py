@@ -56,6 +56,7 @@ class System(Protocol):
     def set_hostname(self, name: str) -> None: ...
     def start_unit(self, unit: str) -> None: ...
     def reload_network(self) -> None: ...
+    def reload_units(self) -> None: ...
     def notify(self, status: str) -> None: ...
 
 
@@ -81,6 +82,9 @@ class DBusSystem:
         if proc.run(["systemctl", "is-active", "--quiet", "systemd-networkd.service"],
                     check=False).returncode == 0:
             proc.run(["networkctl", "reload"], check=False)
+
+    def reload_units(self) -> None:
+        self.bus.get("org.freedesktop.systemd1").Reload()
 
     def notify(self, status: str) -> None:
         from systemd import daemon
@@ -201,7 +205,8 @@ class _NothingRunsYet:
         pass
 
 
-def prepare_configuration(decision: Decision, data_root: Path, watch: Stopwatch) -> None:
+def prepare_configuration(decision: Decision, data_root: Path, watch: Stopwatch,
+                          system: System) -> None:
     """Adopt the data set's newer configuration (primary) and render it for this role.
 
     A failure is logged, not fatal: the services then start on the configuration /etc
@@ -221,7 +226,10 @@ def prepare_configuration(decision: Decision, data_root: Path, watch: Stopwatch)
             if adopted is not None:
                 logger.info("adopted configuration generation %d from the data set", adopted)
         with watch.step("apply_config"):
-            store_apply.apply(store, manager=_NothingRunsYet())
+            result = store_apply.apply(store, manager=_NothingRunsYet())
+        # Rendered unit drop-ins (the Verifier's period) count only after a reload.
+        if any(path.startswith("etc/systemd/") for path in result.changed + result.removed):
+            system.reload_units()
     except AtlasError as err:
         logger.error("configuration for the %s role not applied: %s", decision.outcome.value, err)
 
@@ -260,7 +268,7 @@ def apply(system: System, data_root: Path = paths.DATA_ROOT) -> Decision:
         domain = dataset_domain(data_root)
         # The configuration is rendered from role.json: write it before rendering.
         write_role_file(decision, watch.steps, domain)
-        prepare_configuration(decision, data_root, watch)
+        prepare_configuration(decision, data_root, watch, system)
     else:
         with watch.step("hostname"):
             system.set_hostname(STANDBY_HOSTNAME)
