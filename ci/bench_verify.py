@@ -25,12 +25,11 @@ from typing import Any
 
 sys.path[:0] = [str(Path(__file__).resolve().parent.parent), str(Path(__file__).resolve().parent)]
 
-from servicestack import FAULTS, ServiceStack, running_stack  # noqa: E402
-
 from atlas_services import __version__  # noqa: E402
 from atlas_services.status import Status as ServerStatus  # noqa: E402
 from atlas_services.verify import report  # noqa: E402
 from atlas_services.verify.cli import format_cycle  # noqa: E402
+from servicestack import FAULTS, ServiceStack, running_stack  # noqa: E402
 
 CYCLE_GOAL_S = 5.0
 MAX_CYCLES_TO_DETECT = 3

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import ClassVar
 
 import pytest
+
 from atlaslab import cluster
 from atlaslab.machine import BuiltImage, Lab, Machine
 

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
 from servicestack import ServiceStack, running_stack
 
 NEEDED = ("nginx", "postfix", "dovecot", "smbd", "smbclient", "mkfs.btrfs", "losetup")

@@ -5,10 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from servicestack import TEMPLATES, ServiceStack
 
 from atlas_services import render
 from atlas_services.store import apply
+from servicestack import TEMPLATES, ServiceStack
 
 
 @pytest.mark.parametrize("service", apply.SERVICES, ids=[s.name for s in apply.SERVICES])

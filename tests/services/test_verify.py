@@ -15,13 +15,13 @@ from pathlib import Path
 import psycopg2
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
-from servicestack import FAULTS, Fault, ServiceStack
 
 from atlas_services import paths, proc
 from atlas_services.verify import account, report
 from atlas_services.verify.model import Cycle, Status
 from atlas_services.verify.report import JournalEntry, ReportPaths
 from atlas_services.verify.runner import GRACE_S
+from servicestack import FAULTS, Fault, ServiceStack
 
 SERVICE_PROBES = ("web", "mail", "database", "files")
 
