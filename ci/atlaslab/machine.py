@@ -109,6 +109,7 @@ class Machine:
     memory_mb: int = 2048
     cpus: int = 2
     boot: str = "direct"  # or "uefi"
+    cmdline_extra: str = ""  # appended to the kernel command line (direct boot only)
     ports: dict[str, int] = field(default_factory=dict)  # service → host port on 127.0.0.1
     pid: int = 0
     qemu: subprocess.Popen[bytes] | None = None
@@ -147,7 +148,7 @@ class Machine:
             return ["-drive", f"if=pflash,format=raw,readonly=on,file={OVMF_CODE}",
                     "-drive", f"if=pflash,format=raw,file={variables}"]
         return ["-kernel", str(self.lab.image.kernel), "-initrd", str(self.lab.image.initrd),
-                "-append", self.lab.image.cmdline]
+                "-append", f"{self.lab.image.cmdline} {self.cmdline_extra}".strip()]
 
     def qemu_argv(self) -> list[str]:
         key = base64.b64encode(self.lab.public_key().encode()).decode()
