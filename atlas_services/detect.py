@@ -39,6 +39,7 @@ class Reason(str, Enum):
     VOLUME_NEWER_FORMAT = "volume-newer-format"
     RAID_BELOW_POLICY = "raid-below-policy"
     ADDRESS_IN_USE = "address-in-use"
+    ERROR = "error"  # taking the role failed on this server; see the journal
 
 
 VOLUME_REASONS = {

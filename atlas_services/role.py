@@ -176,7 +176,11 @@ def take_role(decision: Decision, system: System, data_root: Path, watch: Stopwa
     with watch.step("service_data"):
         domain = dataset_domain(data_root)
         fqdn = f"{vol.identity.hostname}.{domain}" if domain else vol.identity.hostname
-        servicedata.prepare(data_root, fqdn)
+        try:
+            servicedata.prepare(data_root, fqdn)
+        except AtlasError as err:
+            # The role is still this server's; the services will say what they miss.
+            logger.error("service data on the data set not laid out: %s", err)
     with watch.step("network"):
         interface = resolve_interface(vol.identity.interface)
         if interface is None:
@@ -259,17 +263,30 @@ def record(decision: Decision) -> None:
               cluster_id=vol.cluster_id if vol else None)
 
 
+def _failed(err: Exception, data_root: Path) -> Decision:
+    """Taking the role broke on this server: serve nothing, unmount, and say why."""
+    logger.exception("taking the role failed")
+    if os.path.ismount(data_root):
+        proc.run(["umount", data_root], check=False)
+    what = str(err) if isinstance(err, AtlasError) else f"{type(err).__name__}: {err}"
+    return Decision(Outcome.REFUSED, detect.Reason.ERROR, f"the role could not be taken: {what}")
+
+
 def apply(system: System, data_root: Path = paths.DATA_ROOT) -> Decision:
     watch = Stopwatch()
-    decision = detect_role(watch=watch)
     domain = ""
-    if decision.outcome in (Outcome.PRIMARY, Outcome.SECONDARY):
-        decision = take_role(decision, system, data_root, watch)
-        domain = dataset_domain(data_root)
-        # The configuration is rendered from role.json: write it before rendering.
-        write_role_file(decision, watch.steps, domain)
-        prepare_configuration(decision, data_root, watch, system)
-    else:
+    try:
+        decision = detect_role(watch=watch)
+        if decision.outcome in (Outcome.PRIMARY, Outcome.SECONDARY):
+            decision = take_role(decision, system, data_root, watch)
+            domain = dataset_domain(data_root)
+            # The configuration is rendered from role.json: write it before rendering.
+            write_role_file(decision, watch.steps, domain)
+            prepare_configuration(decision, data_root, watch, system)
+    # Whatever broke, the server must end this boot in a defined state that says why.
+    except Exception as err:
+        decision = _failed(err, data_root)
+    if decision.outcome not in (Outcome.PRIMARY, Outcome.SECONDARY):
         with watch.step("hostname"):
             system.set_hostname(STANDBY_HOSTNAME)
     with watch.step("start_target"):
