@@ -21,6 +21,9 @@ class Settings:
     verify_interval_s: int = 120
     # Each service probe's own time limit: a hung service costs a cycle no more than this.
     verify_probe_timeout_s: int = 10
+    # An unsynchronized clock degrades the Verifier's result, unless the site has no time
+    # source at all (an isolated network, the QEMU lab) and says so here.
+    clock_sync_required: bool = True
     verify_history_cycles: int = 720
     sync_interval_s: int = 300
     sync_stale_after_s: int = 900

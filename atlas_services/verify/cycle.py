@@ -82,7 +82,8 @@ def system_probes(t: Targets, last_seen: dt.datetime | None) -> list[Probe]:
         RaidProbe(t.data_root),
         SpaceProbe(list(filesystems), t.settings.free_space_min_percent),
         SyncProbe(t.role, t.settings.sync_stale_after_s, t.sync_state),
-        ClockProbe(last_seen, synchronized=t.clock_synchronized),
+        ClockProbe(last_seen, synchronized=t.clock_synchronized,
+                   sync_required=t.settings.clock_sync_required),
         UnitsProbe(t.units),
     ]
 

@@ -312,15 +312,17 @@ BACKWARDS_TOLERANCE = dt.timedelta(minutes=5)
 
 
 def clock_outcome(now: dt.datetime, floor: dt.datetime, last_seen: dt.datetime | None,
-                  synchronized: bool | None) -> Outcome:
+                  synchronized: bool | None, sync_required: bool = True) -> Outcome:
     """Is the wall clock believable (pure)? floor: no real time is earlier (the build time)."""
     if now < floor:
         return Outcome.failed(f"clock reads {now:%Y-%m-%d %H:%M} UTC, before this software was built")
     if last_seen is not None and now < last_seen - BACKWARDS_TOLERANCE:
         return Outcome.failed(f"clock went back: now {now:%Y-%m-%d %H:%M:%S}, "
                               f"last cycle {last_seen:%Y-%m-%d %H:%M:%S} UTC")
-    if synchronized is False:
+    if synchronized is False and sync_required:
         return Outcome.degraded("clock is not synchronized (NTP)")
+    if synchronized is False:
+        return Outcome.ok(f"{now:%Y-%m-%d %H:%M:%S} UTC, not synchronized (not required here)")
     state = "synchronized" if synchronized else "sync state unknown"
     return Outcome.ok(f"{now:%Y-%m-%d %H:%M:%S} UTC, {state}")
 
@@ -351,6 +353,7 @@ class ClockProbe(Probe):
 
     last_seen: dt.datetime | None = None
     synchronized: Callable[[], bool | None] = kernel_clock_synchronized
+    sync_required: bool = True
     floor: Callable[[], dt.datetime] = software_floor
     now: Callable[[], dt.datetime] = field(default=utcnow)
     timeout: float = 2.0
@@ -361,7 +364,8 @@ class ClockProbe(Probe):
         return "system clock"
 
     def check(self) -> Outcome:
-        return clock_outcome(self.now(), self.floor(), self.last_seen, self.synchronized())
+        return clock_outcome(self.now(), self.floor(), self.last_seen, self.synchronized(),
+                             self.sync_required)
 
 
 # ---------------------------------------------------------------- systemd units
