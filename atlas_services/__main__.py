@@ -8,9 +8,10 @@ from collections.abc import Sequence
 
 from atlas_services import __version__, cluster, dataset, errors, log, role, status
 from atlas_services.store import cli as store_cli
+from atlas_services.sync import cli as sync_cli
 
 # Each module that owns a verb registers its own subcommand.
-COMMAND_MODULES = (status, role, cluster, dataset, store_cli)
+COMMAND_MODULES = (status, role, cluster, dataset, store_cli, sync_cli)
 
 EPILOG = """\
 exit codes: 0 ok, 1 a check or operation failed, 2 usage error or refused input.
@@ -22,6 +23,7 @@ examples:
   atlas disks init --role primary /dev/sdb /dev/sdc
   atlas config log
   atlas module list
+  atlas sync status
 """
 
 

@@ -10,3 +10,9 @@ ROLE_SECONDARY = "88bd58db3ed74ac095ab96678ceab81a"
 ROLE_STANDBY = "1fad7f2687b14046bc1fe1d3dd900799"
 ROLE_REFUSED = "c0a476a79a814f13bca92f487cd7eebb"
 ROLE_DEGRADED = "385b6457cb334ce0b49db4c5517f39d3"
+SYNC_OK = "8fb57a2571954555b9b533a085495716"
+SYNC_FAILED = "a51b48478d7345a2a48b705039e71c72"
+# The primary's host key did not match the one pinned on the data set: possible impostor.
+SYNC_IMPOSTOR = "72cf02dfc3f24cf0a982bf2d37babd22"
+# `atlas sync-serve` refused a request (a shell command, another verb, a bad argument).
+SYNC_SERVE_REFUSED = "51367703ac72493d89245a69ef280cfc"
