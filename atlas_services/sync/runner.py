@@ -98,6 +98,22 @@ class Session:
 
     # ------------------------------------------------------------ the steps
 
+    def recover(self) -> None:
+        """Undo what an interrupted sync left (before asking the primary anything, so it is
+        undone even while the primary is away): unfinished receives, generations set aside."""
+        store = ConfigStore(self.layout.config_store)
+        if store.exists():
+            with fsutil.locked(store.lock_file):
+                subvol.remove_staging(store.generations_dir, _NUMBER)
+                restored = secondary.restore_aside(store)
+            if restored:
+                self.notes.append(f"generation(s) {restored} put back after an interrupted sync")
+        modules = ModuleStore(self.layout.module_store, self.layout.formats_file)
+        if modules.root.is_dir():
+            with fsutil.locked(modules.lock_file):
+                for module in modules.modules():
+                    subvol.remove_staging(modules.root / module, bundle.VERSION_PATTERN)
+
     def hello(self) -> None:
         reply = self.client.call_json("hello")
         if not isinstance(reply, dict) or reply.get("protocol") != serve.PROTOCOL:
@@ -137,10 +153,6 @@ class Session:
         store = ConfigStore(self.layout.config_store)
         store.require()
         with fsutil.locked(store.lock_file):
-            subvol.remove_staging(store.generations_dir, _NUMBER)
-            restored = secondary.restore_aside(store)
-            if restored:
-                self.notes.append(f"generation(s) {restored} put back after an interrupted sync")
             the_plan = plan.plan_config(self.remote.config, listing.list_config(store))
             if the_plan.fetch or the_plan.superseded:
                 edits = secondary.pending_edits(store)
@@ -187,7 +199,6 @@ class Session:
         assert self.remote is not None
         module_dir = store.root / step.module
         module_dir.mkdir(exist_ok=True)
-        subvol.remove_staging(module_dir, bundle.VERSION_PATTERN)
         full = ["send-module", step.module, step.version]
         request = [*full, step.parent] if step.parent is not None else full
         self._fetch(request, full, module_dir, step.version)
@@ -261,6 +272,7 @@ class Session:
         raise SyncError(Kind.VERIFY_SETUP_FAILED, result.message, "run 'atlas verify setup' to see why")
 
     def run(self) -> None:
+        self.step("recovery", self.recover)
         self.step("hello", self.hello)
         if not self.step("list", self.list_stores):
             return
