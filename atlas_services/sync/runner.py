@@ -372,8 +372,9 @@ def run(target: Target, layout: Layout = DEFAULT_LAYOUT, hooks: Hooks = DEFAULT_
             logger.warning("%s; starting a new record", err)
             previous = state.SyncState()
         started = time.monotonic()
-        state.write(previous.started(state.now()), layout.state_file)
-        session = Session(Client(target), layout, hooks, previous)
+        attempt = previous.started(state.now())
+        state.write(attempt, layout.state_file)
+        session = Session(Client(target), layout, hooks, attempt)
         with contextlib.suppress(SyncError):  # recorded in session.errors
             session.run()
         result = session.record(started)

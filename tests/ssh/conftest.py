@@ -9,6 +9,7 @@ and is killed at teardown with every session it started.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -323,8 +324,8 @@ def _make_cluster(directory: Path) -> Path:
     return directory
 
 
-@pytest.fixture
-def pair(tmp_path: Path) -> Iterator[Pair]:
+@contextlib.contextmanager
+def make_pair(tmp_path: Path) -> Iterator[Pair]:
     """Primary and secondary, both seeded as at first boot (each its own generation 1 and
     demo 1.0), the primary serving through the private sshd."""
     if os.geteuid() != 0:
@@ -353,3 +354,16 @@ def pair(tmp_path: Path) -> Iterator[Pair]:
                 sshd.stop()
     finally:
         shutil.rmtree(run_dir, ignore_errors=True)
+
+
+@pytest.fixture
+def pair(tmp_path: Path) -> Iterator[Pair]:
+    with make_pair(tmp_path) as the_pair:
+        yield the_pair
+
+
+@pytest.fixture(scope="module")
+def shared_pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pair]:
+    """One pair for a module of tests that only read from it."""
+    with make_pair(tmp_path_factory.mktemp("pair")) as the_pair:
+        yield the_pair
