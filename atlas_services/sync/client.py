@@ -11,6 +11,10 @@ system's known_hosts and ssh_config are not read), looked up under the primary's
 from __future__ import annotations
 
 import json
+import shutil
+import subprocess
+import tempfile
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -75,7 +79,10 @@ def target_from_dataset(data_root: Path = paths.DATA_ROOT, *, address: str | Non
                   identity_file=key, known_hosts=known_hosts)
 
 
-def ssh_argv(target: Target, request: Sequence[str]) -> list[str]:
+def ssh_argv(target: Target, request: Sequence[str], *, control: Path | None = None,
+             master: bool = False) -> list[str]:
+    """ssh to the target running `request` there; through the connection of the master at
+    `control` if it is up (else ssh connects on its own), or as that master (`master`)."""
     options = {
         "BatchMode": "yes", "StrictHostKeyChecking": "yes",
         "UserKnownHostsFile": str(target.known_hosts), "GlobalKnownHostsFile": "/dev/null",
@@ -83,12 +90,17 @@ def ssh_argv(target: Target, request: Sequence[str]) -> list[str]:
         "IdentitiesOnly": "yes", "IdentityAgent": "none", "PasswordAuthentication": "no",
         "KbdInteractiveAuthentication": "no", "ClearAllForwardings": "yes", "RequestTTY": "no",
         "ConnectTimeout": str(CONNECT_TIMEOUT_S), "ServerAliveInterval": str(ALIVE_INTERVAL_S),
-        "ServerAliveCountMax": str(ALIVE_COUNT), "LogLevel": "ERROR", "ControlMaster": "no",
+        "ServerAliveCountMax": str(ALIVE_COUNT), "LogLevel": "ERROR",
+        "ControlMaster": "yes" if master else "no",
     }
+    if control is not None:
+        options |= {"ControlPath": str(control), "ControlPersist": "no"}
     argv = ["ssh", "-F", "/dev/null", "-T", "-x", "-a", "-i", str(target.identity_file),
             "-p", str(target.port), "-l", target.user]
     for key, value in options.items():
         argv += ["-o", f"{key}={value}"]
+    if master:
+        return [*argv, "-N", "--", target.address]
     # sshd joins the words with spaces into SSH_ORIGINAL_COMMAND; sync-serve parses that.
     return [*argv, "--", target.address, " ".join(request)]
 
@@ -126,12 +138,57 @@ def classify(target: Target, returncode: int, stderr: str, request: Sequence[str
 
 
 class Client:
-    def __init__(self, target: Target) -> None:
+    """Calls to sync-serve on the primary. With `multiplex`, the first call opens one
+    authenticated connection (an ssh control master) that every later call of this sync
+    shares: one key exchange per sync instead of one per call. `close()` ends it."""
+
+    def __init__(self, target: Target, *, multiplex: bool = True) -> None:
         self.target = target
+        self.multiplex = multiplex
+        self._workdir: Path | None = None
+        self._master: subprocess.Popen[bytes] | None = None
+
+    def _control(self) -> Path | None:
+        if not self.multiplex:
+            return None
+        if self._master is None:
+            self._start_master()
+        return self._workdir / "control" if self._workdir else None
+
+    def _start_master(self) -> None:
+        self._workdir = Path(tempfile.mkdtemp(prefix="atlas-sync-"))
+        control, log_file = self._workdir / "control", self._workdir / "master.log"
+        self._master = proc.spawn(ssh_argv(self.target, [], control=control, master=True),
+                                  log_file=log_file, die_with_parent=True,
+                                  hint="openssh-client is needed")
+        deadline = time.monotonic() + CONNECT_TIMEOUT_S + 5
+        while not control.exists():
+            code = self._master.poll()
+            if code is not None:
+                raise classify(self.target, code, log_file.read_text(errors="replace"), ["connect"])
+            if time.monotonic() > deadline:
+                raise SyncError(Kind.UNREACHABLE, f"the primary {self.target.describe()} did not "
+                                f"complete the SSH handshake in {CONNECT_TIMEOUT_S + 5} s",
+                                "check that it is powered on and on the network")
+            time.sleep(0.02)
+
+    def close(self) -> None:
+        if self._master is not None:
+            proc.terminate(self._master, grace=2)
+            self._master = None
+        if self._workdir is not None:
+            shutil.rmtree(self._workdir, ignore_errors=True)
+            self._workdir = None
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     def call_json(self, *request: str) -> Any:
         """Run a JSON verb and return the parsed reply."""
-        argv = ssh_argv(self.target, request)
+        argv = ssh_argv(self.target, request, control=self._control())
         try:
             result = proc.run(argv, check=False, timeout=JSON_TIMEOUT_S, hint="openssh-client is needed")
         except proc.CommandFailed as err:
@@ -147,7 +204,8 @@ class Client:
 
     def open_stream(self, *request: str) -> proc.Started:
         """Start a streaming verb; the caller reads `.stdout` and then calls `finish`."""
-        return proc.start(ssh_argv(self.target, request), hint="openssh-client is needed")
+        return proc.start(ssh_argv(self.target, request, control=self._control()),
+                          hint="openssh-client is needed")
 
     def stream_error(self, started: proc.Started, request: Sequence[str]) -> SyncError | None:
         """After `finish`: the error a streaming call ended with, if any."""
@@ -157,4 +215,3 @@ class Client:
         if code is not None and code < 0:
             return SyncError(Kind.TRANSPORT, f"ssh was killed during '{' '.join(request)}'")
         return classify(self.target, code if code is not None else TRANSPORT_EXIT, started.stderr(), request)
-

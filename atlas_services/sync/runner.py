@@ -374,9 +374,10 @@ def run(target: Target, layout: Layout = DEFAULT_LAYOUT, hooks: Hooks = DEFAULT_
         started = time.monotonic()
         attempt = previous.started(state.now())
         state.write(attempt, layout.state_file)
-        session = Session(Client(target), layout, hooks, attempt)
-        with contextlib.suppress(SyncError):  # recorded in session.errors
-            session.run()
+        with Client(target) as the_client:
+            session = Session(the_client, layout, hooks, attempt)
+            with contextlib.suppress(SyncError):  # recorded in session.errors
+                session.run()
         result = session.record(started)
         try:
             state.write(result, layout.state_file)
@@ -424,10 +425,11 @@ class CheckReport:
 def check(target: Target, layout: Layout = DEFAULT_LAYOUT) -> CheckReport:
     """Ask the primary what it holds and compare: what a sync would fetch and select, and
     the drift as it stands now. Changes nothing on either server."""
-    session = Session(Client(target), layout, Hooks(), state.SyncState())
-    session.hello()
-    session.list_stores()
-    session.compare()
+    with Client(target) as the_client:
+        session = Session(the_client, layout, Hooks(), state.SyncState())
+        session.hello()
+        session.list_stores()
+        session.compare()
     assert session.remote is not None and session.drift_items is not None
     config_store = ConfigStore(layout.config_store)
     module_store = ModuleStore(layout.module_store, layout.formats_file)

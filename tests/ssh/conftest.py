@@ -59,7 +59,8 @@ def fake_system_root(dest: Path, *, kernel: str | None = None,
     (dpkg / "status").write_text(status)
     kernel_dir = dest / "proc/sys/kernel"
     kernel_dir.mkdir(parents=True)
-    (kernel_dir / "osrelease").write_text((kernel or Path("/proc/sys/kernel/osrelease").read_text().strip()) + "\n")
+    release = kernel or Path("/proc/sys/kernel/osrelease").read_text().strip()
+    (kernel_dir / "osrelease").write_text(release + "\n")
     (kernel_dir / "version").write_text(Path("/proc/sys/kernel/version").read_text())
     for name in ("cpuinfo", "meminfo"):
         (dest / "proc" / name).write_text(Path("/proc", name).read_text())
@@ -150,10 +151,8 @@ class PrivateSshd:
         sessions = _children(self.child.pid)
         proc.terminate(self.child, grace=5)
         for pid in sessions:  # each session is its own process group (sshd calls setsid)
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, 15)
-            except ProcessLookupError:
-                pass
         self.child = None
 
     def restart_with(self, host_keys: list[Path]) -> None:

@@ -66,7 +66,8 @@ def test_primarys_verifier_results_are_kept_as_peer_results(pair: Pair) -> None:
     pair.primary.results.write_text(json.dumps({"probes": [{"service": "web", "status": "ok"}]}))
     result = pair.sync()
     assert result.results_fetched is not None
-    assert json.loads(pair.layout.peer_results.read_text()) == {"probes": [{"service": "web", "status": "ok"}]}
+    fetched = json.loads(pair.layout.peer_results.read_text())
+    assert fetched == {"probes": [{"service": "web", "status": "ok"}]}
 
 
 def test_a_staged_update_keeps_its_selection(pair: Pair) -> None:
