@@ -8,7 +8,7 @@ import subprocess
 
 from atlas_services.sync.drift import DriftClass, DriftItem
 
-from .conftest import Pair, fake_system_root, make_bundle
+from .synchelp import Pair, fake_system_root, make_bundle
 
 
 def nginx_version() -> str:

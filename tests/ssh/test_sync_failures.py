@@ -15,7 +15,7 @@ from atlas_services.sync import state, transfer
 from atlas_services.sync.client import Client
 from atlas_services.sync.errors import Kind, SyncError
 
-from .conftest import Pair, small_tree
+from .synchelp import Pair, small_tree
 
 
 def leftovers(directory: Path) -> list[str]:

@@ -13,7 +13,7 @@ import pytest
 from atlas_services.errors import EXIT_REFUSED
 from atlas_services.sync.client import TRANSPORT_EXIT, ssh_argv
 
-from .conftest import Pair, free_port
+from .synchelp import Pair, free_port
 
 # Shell commands, other verbs and argument injection: each must be refused by sync-serve.
 ATTACKS = [

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from atlas_services.store import subvol
 
-from .conftest import Pair
+from .synchelp import Pair
 
 
 def test_one_changed_file_in_a_10000_file_tree_streams_under_one_percent(pair: Pair, tmp_path: Path) -> None:
