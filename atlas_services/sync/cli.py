@@ -4,10 +4,12 @@ command for the sync key)."""
 from __future__ import annotations
 
 import argparse
+import fcntl
 import json
 import logging
 import os
 import sys
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -212,12 +214,31 @@ def _print_check(report: runner.CheckReport) -> None:
         print(f"  {item.klass.value:<12} {item.item}: {item.reason}")
 
 
+def _still_running(lock_file: Path) -> bool:
+    """Whether a sync holds the lock now (a record saying "running" without one was killed)."""
+    try:
+        fd = os.open(lock_file, os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+    return False
+
+
 def status_command(args: argparse.Namespace) -> int:
     current = state.read(args.state)
     if args.json:
         print(json.dumps(current.to_json(), indent=2))
-    else:
-        print(format_status(current, datetime.now(UTC)))
+        return EXIT_OK
+    if current.status == "running" and not _still_running(args.state.parent / paths.SYNC_LOCK.name):
+        current = replace(current, status="interrupted",
+                          notes=("the last sync was killed before it finished; the next one cleans up "
+                                 "after it", *current.notes))
+    print(format_status(current, datetime.now(UTC)))
     return EXIT_OK
 
 

@@ -45,6 +45,7 @@ def test_a_sync_killed_midstream_keeps_the_last_good_state_and_the_next_complete
     assert killed.returncode == -9
     assert pair.secondary.config.generations() == [1]
     assert state.read(pair.layout.state_file).last_success == before.last_success
+    assert pair.cli("status").stdout.startswith("sync      interrupted — last success")
     assert_in_sync(pair)
 
 
