@@ -373,7 +373,10 @@ def run(target: Target, layout: Layout = DEFAULT_LAYOUT, hooks: Hooks = DEFAULT_
             previous = state.SyncState()
         started = time.monotonic()
         attempt = previous.started(state.now())
-        state.write(attempt, layout.state_file)
+        try:
+            state.write(attempt, layout.state_file)
+        except OSError as err:  # a full disk must not stop the sync from cleaning up
+            logger.warning("could not record the start of the sync in %s: %s", layout.state_file, err)
         with Client(target) as the_client:
             session = Session(the_client, layout, hooks, attempt)
             with contextlib.suppress(SyncError):  # recorded in session.errors
