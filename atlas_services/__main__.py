@@ -3,15 +3,25 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 from collections.abc import Sequence
 
-from atlas_services import __version__, cluster, dataset, errors, log, role, status
-from atlas_services.store import cli as store_cli
-from atlas_services.sync import cli as sync_cli
+from atlas_services import __version__, errors, log
 
-# Each module that owns a verb registers its own subcommand.
-COMMAND_MODULES = (status, role, cluster, dataset, store_cli, sync_cli)
+# Each module that owns a verb registers its own subcommand(s). Only the module of the
+# verb being run is imported: the boot-time role service and timers start faster.
+COMMANDS = {
+    "status": "atlas_services.status",
+    "role": "atlas_services.role",
+    "cluster": "atlas_services.cluster",
+    "disks": "atlas_services.dataset",
+    "config": "atlas_services.store.cli",
+    "module": "atlas_services.store.cli",
+    "verify": "atlas_services.verify.cli",
+    "sync": "atlas_services.sync.cli",
+    "sync-serve": "atlas_services.sync.cli",
+}
 
 EPILOG = """\
 exit codes: 0 ok, 1 a check or operation failed, 2 usage error or refused input.
@@ -23,11 +33,20 @@ examples:
   atlas disks init --role primary /dev/sdb /dev/sdc
   atlas config log
   atlas module list
+  atlas verify --now
   atlas sync status
 """
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _modules_for(argv: Sequence[str]) -> list[str]:
+    """The command module the first verb names, or all of them (help, typos)."""
+    verb = next((a for a in argv if not a.startswith("-")), None)
+    if verb in COMMANDS and not {"-h", "--help"} & set(argv[: argv.index(verb)]):
+        return [COMMANDS[verb]]
+    return list(dict.fromkeys(COMMANDS.values()))
+
+
+def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="atlas",
         description="ATLAS high-availability appliance: on-box control.",
@@ -37,13 +56,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"atlas {__version__}")
     parser.add_argument("--debug", action="store_true", help="show commands run and tracebacks")
     commands = parser.add_subparsers(title="commands", metavar="COMMAND", required=True)
-    for module in COMMAND_MODULES:
-        module.register(commands)
+    for name in _modules_for(argv):
+        importlib.import_module(name).register(commands)
     return parser
 
 
 def main(argv: Sequence[str]) -> int:
-    args = build_parser().parse_args(argv)
+    args = build_parser(argv).parse_args(argv)
     log.setup("atlas", debug=args.debug)
     result: int = args.func(args)
     return result

@@ -163,10 +163,10 @@ def _expected_devices(device: str) -> int:
 def find_datasets(devices: Sequence[Path] | None = None) -> dict[str, list[str]]:
     """fsid → member devices of every btrfs file system labelled atlas-data."""
     found: dict[str, list[str]] = {}
-    for device in devices if devices is not None else blockdev.kernel_devices():
-        probe = blockdev.probe(device)
+    candidates = list(devices) if devices is not None else blockdev.kernel_devices()
+    for probe in blockdev.probe_all(candidates):
         if probe.fstype == "btrfs" and probe.label == volume.LABEL and probe.uuid:
-            found.setdefault(probe.uuid, []).append(str(device))
+            found.setdefault(probe.uuid, []).append(str(probe.device))
     return found
 
 
@@ -190,7 +190,7 @@ def probe_facts(known_cluster: str | None, devices: Sequence[Path] | None = None
     return Facts(datasets=datasets, known_cluster=known_cluster)
 
 
-def address_answered(interface: str, address: str, seconds: int = 2) -> bool:
+def address_answered(interface: str, address: str, seconds: int = 1) -> bool:
     """IPv4 duplicate-address detection (RFC 5227 probe) on the business interface."""
     proc.run(["ip", "link", "set", "dev", interface, "up"], check=False)
     result = proc.run(["arping", "-D", "-q", "-I", interface, "-c", str(seconds), "-w",

@@ -20,16 +20,20 @@ def fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
-def write_atomic(path: Path, data: bytes | str, mode: int = 0o644) -> None:
+def write_atomic(path: Path, data: bytes | str, mode: int = 0o644, *,
+                 owner: tuple[int, int] | None = None) -> None:
     """Replace path with data: temp file in the same directory, fsync, rename, fsync the dir.
 
     The mode is set before any byte is written, so a secret is never briefly readable.
+    `owner` (uid, gid) is for a file a service reads under its own user or group.
     """
     raw = data.encode() if isinstance(data, str) else data
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
         os.fchmod(fd, mode)
+        if owner is not None:
+            os.fchown(fd, *owner)
         with os.fdopen(fd, "wb") as stream:
             stream.write(raw)
             stream.flush()

@@ -34,10 +34,16 @@ SYNC_LOCK = SYNC_DIR / ".lock"
 # the Synchronizer does not mirror the primary's selection of such a module (see updates).
 SYNC_STAGED = SYNC_DIR / "staged"
 VERIFY_DIR = STATE_DIR / "verify"
-# The Verifier's latest results on this server, and (on the secondary) the primary's,
-# fetched by the Synchronizer: same format, so one status page shows the whole cluster.
-VERIFY_RESULTS = VERIFY_DIR / "results.json"
-PEER_RESULTS = VERIFY_DIR / "peer-results.json"
+VERIFY_LATEST = VERIFY_DIR / "latest.json"  # the last cycle (also what the peer is sent)
+VERIFY_HISTORY = VERIFY_DIR / "history.jsonl"  # the last cycles, one JSON object a line
+VERIFY_LOCK = VERIFY_DIR / "cycle.lock"  # one cycle at a time (timer and `--now`)
+# The status page, served read-only by the box's nginx (templates: etc/nginx/nginx.conf).
+STATUS_PAGE_DIR = VERIFY_DIR / "www"
+STATUS_PAGE_URL = "/atlas/status/"
+# The peer's last verification cycle (same format as VERIFY_LATEST): the Synchronizer
+# drops the primary's here on the secondary, and the secondary's on the primary where
+# it can reach it.
+PEER_VERIFY_RESULTS = SYNC_DIR / "peer-verify.json"
 
 # Runtime.
 RUN_DIR = Path("/run/atlas")
@@ -51,6 +57,7 @@ ATLAS_COMMAND = Path("/usr/bin/atlas")
 
 # Prometheus node-exporter's textfile collector directory (Debian's default).
 TEXTFILE_DIR = Path("/var/lib/prometheus/node-exporter")
+VERIFY_TEXTFILE = "atlas_verify.prom"  # in TEXTFILE_DIR
 
 # The data set: mounted here; its own ATLAS files live under /.atlas on it.
 DATA_ROOT = Path("/srv/atlas")
@@ -60,3 +67,18 @@ SECRETS_DIR = "secrets"  # in DATASET_META, mode 0700
 DATASET_CONFIG = "config"  # in DATASET_META: copies of committed config generations
 # dpkg's database, relative to a system root (the Synchronizer's environment manifest).
 DPKG_ADMINDIR = "var/lib/dpkg"
+DATASET_TLS = "tls"  # in SECRETS_DIR: the role's certificate (cert.pem, key.pem)
+VERIFIER_ACCOUNT = "verifier.json"  # in SECRETS_DIR: the verifier's credentials
+SAMBA_PASSDB = "samba/passdb.tdb"  # in SECRETS_DIR: SMB accounts follow the data set
+
+# Business data on the data set, relative to its root. The service templates
+# (config-default/templates) spell the same names; tests/unit/test_templates.py checks.
+WEB_ROOT = "web/site"
+MAIL_USERS = "mail/users"  # dovecot passwd-file: address:{SSHA512}hash
+MAIL_RECIPIENTS = "mail/recipients"  # postfix hash map (postmap it): address OK
+MAIL_BOXES = "mail/boxes"  # maildirs, DOMAIN/LOCALPART/Maildir, owned by the mail user
+POSTGRES_DATA = "postgresql/15/main"
+SHARES = "shares"  # one directory per SMB share
+# Objects only the Verifier uses (never business data).
+VERIFIER_WEB = "verifier/web"  # the canary page
+VERIFIER_SHARE = "verifier/share"  # the verifier's SMB share

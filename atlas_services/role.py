@@ -20,8 +20,20 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Protocol
 
-from atlas_services import dataset, detect, fsutil, log, messages, paths, proc, settings, volume
+from atlas_services import (
+    dataset,
+    detect,
+    fsutil,
+    log,
+    messages,
+    paths,
+    proc,
+    servicedata,
+    settings,
+    volume,
+)
 from atlas_services.detect import Decision, Outcome
+from atlas_services.errors import AtlasError
 
 logger = logging.getLogger(__name__)
 
@@ -44,6 +56,7 @@ class System(Protocol):
     def set_hostname(self, name: str) -> None: ...
     def start_unit(self, unit: str) -> None: ...
     def reload_network(self) -> None: ...
+    def reload_units(self) -> None: ...
     def notify(self, status: str) -> None: ...
 
 
@@ -69,6 +82,9 @@ class DBusSystem:
         if proc.run(["systemctl", "is-active", "--quiet", "systemd-networkd.service"],
                     check=False).returncode == 0:
             proc.run(["networkctl", "reload"], check=False)
+
+    def reload_units(self) -> None:
+        self.bus.get("org.freedesktop.systemd1").Reload()
 
     def notify(self, status: str) -> None:
         from systemd import daemon
@@ -157,6 +173,10 @@ def take_role(decision: Decision, system: System, data_root: Path, watch: Stopwa
         vol = volume.read(data_root)
     with watch.step("host_keys"):
         install_host_keys(data_root)
+    with watch.step("service_data"):
+        domain = dataset_domain(data_root)
+        fqdn = f"{vol.identity.hostname}.{domain}" if domain else vol.identity.hostname
+        servicedata.prepare(data_root, fqdn)
     with watch.step("network"):
         interface = resolve_interface(vol.identity.interface)
         if interface is None:
@@ -175,9 +195,60 @@ def take_role(decision: Decision, system: System, data_root: Path, watch: Stopwa
     return replace(decision, dataset=replace(decision.dataset, volume=bumped))
 
 
-def record(decision: Decision, timings: dict[str, float]) -> None:
+class _NothingRunsYet:
+    """At boot the business services start after this service: nothing to reload."""
+
+    def reload(self, unit: str) -> None:
+        pass
+
+    def restart(self, unit: str) -> None:
+        pass
+
+
+def prepare_configuration(decision: Decision, data_root: Path, watch: Stopwatch,
+                          system: System) -> None:
+    """Adopt the data set's newer configuration (primary) and render it for this role.
+
+    A failure is logged, not fatal: the services then start on the configuration /etc
+    already holds, which is better than no role at all.
+    """
+    from atlas_services.store import apply as store_apply
+    from atlas_services.store.config import ConfigStore, adopt_newer_from_dataset
+
+    store = ConfigStore()
+    if not store.exists():
+        logger.warning("no configuration store on this OS disk: /etc is used as it is")
+        return
+    try:
+        if decision.outcome is Outcome.PRIMARY:
+            with watch.step("adopt_config"):
+                adopted = adopt_newer_from_dataset(store, data_root)
+            if adopted is not None:
+                logger.info("adopted configuration generation %d from the data set", adopted)
+        with watch.step("apply_config"):
+            result = store_apply.apply(store, manager=_NothingRunsYet())
+        # Rendered unit drop-ins (the Verifier's period) count only after a reload.
+        if any(path.startswith("etc/systemd/") for path in result.changed + result.removed):
+            system.reload_units()
+    except AtlasError as err:
+        logger.error("configuration for the %s role not applied: %s", decision.outcome.value, err)
+
+
+def write_role_file(decision: Decision, timings: dict[str, float], domain: str) -> None:
     fsutil.write_atomic(paths.ROLE_FILE, (json.dumps(
-        {**decision.to_json(), "timings": timings}, indent=2) + "\n").encode())
+        {**decision.to_json(), "domain": domain, "timings": timings}, indent=2) + "\n").encode())
+
+
+def dataset_domain(data_root: Path) -> str:
+    try:
+        data = json.loads((dataset.meta(data_root) / dataset.CLUSTER_COPY).read_text())
+    except (OSError, ValueError):
+        return ""
+    domain = data.get("domain", "") if isinstance(data, dict) else ""
+    return domain if isinstance(domain, str) else ""
+
+
+def record(decision: Decision) -> None:
     vol = decision.volume
     message_id = messages.ROLE_DEGRADED if decision.degraded else EVENT_IDS[decision.outcome]
     log.event(message_id, f"ATLAS role: {decision.outcome.value} — {decision.message}",
@@ -191,14 +262,20 @@ def record(decision: Decision, timings: dict[str, float]) -> None:
 def apply(system: System, data_root: Path = paths.DATA_ROOT) -> Decision:
     watch = Stopwatch()
     decision = detect_role(watch=watch)
+    domain = ""
     if decision.outcome in (Outcome.PRIMARY, Outcome.SECONDARY):
         decision = take_role(decision, system, data_root, watch)
+        domain = dataset_domain(data_root)
+        # The configuration is rendered from role.json: write it before rendering.
+        write_role_file(decision, watch.steps, domain)
+        prepare_configuration(decision, data_root, watch, system)
     else:
         with watch.step("hostname"):
             system.set_hostname(STANDBY_HOSTNAME)
     with watch.step("start_target"):
         system.start_unit(decision.target)
-    record(decision, watch.steps)
+    write_role_file(decision, watch.steps, domain)
+    record(decision)
     # Printed for the console (the unit sends stdout there too): a refusal must be seen.
     print(f"ATLAS: {decision.outcome.value} — {decision.message}", flush=True)
     system.notify(f"{decision.outcome.value}: {decision.message}")

@@ -19,6 +19,9 @@ from atlas_services.errors import Refused
 class Settings:
     admin_email: str = "root@localhost"
     verify_interval_s: int = 120
+    # Each service probe's own time limit: a hung service costs a cycle no more than this.
+    verify_probe_timeout_s: int = 10
+    verify_history_cycles: int = 720
     sync_interval_s: int = 300
     sync_stale_after_s: int = 900
     promote_green_cycles: int = 3

@@ -7,6 +7,7 @@ import json
 from dataclasses import asdict, dataclass
 
 from atlas_services import __version__, osinfo, paths
+from atlas_services.verify import report as verify_report
 
 
 @dataclass(frozen=True)
@@ -17,6 +18,7 @@ class Status:
     image_version: str
     role: str
     role_reason: str
+    verify: str = ""  # the Verifier's last cycle, one line
 
     def to_text(self) -> str:
         rows = [
@@ -25,6 +27,8 @@ class Status:
             ("image", f"{self.image_id} {self.image_version}".strip()),
             ("atlas", self.atlas_version),
         ]
+        if self.verify:
+            rows.append(("verify", self.verify))
         width = max(len(k) for k, _ in rows)
         return "\n".join(f"{k.ljust(width)}  {v}" for k, v in rows)
 
@@ -49,6 +53,7 @@ def collect() -> Status:
         image_version=release.get("IMAGE_VERSION", "not an ATLAS image"),
         role=role,
         role_reason=reason,
+        verify=verify_report.summary_line(),
     )
 
 

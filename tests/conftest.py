@@ -52,9 +52,8 @@ def require_root() -> None:
 @pytest.fixture(scope="session")
 def built_image() -> BuiltImage:
     """The image of this tree: output/ if it was built from exactly these inputs, else built now."""
-    from atlaslab.machine import BuiltImage
-
     import build
+    from atlaslab.machine import BuiltImage
 
     if os.geteuid() != 0:
         pytest.skip("building and booting the image needs root")

@@ -280,12 +280,12 @@ def _hidden_paths(parser: argparse.ArgumentParser, *, serving: bool) -> None:
     parser.add_argument("--role-file", type=Path, default=paths.ROLE_FILE, help=hide)
     parser.add_argument("--system-root", type=Path, default=Path("/"), help=hide)
     if serving:
-        parser.add_argument("--results", type=Path, default=paths.VERIFY_RESULTS, help=hide)
+        parser.add_argument("--results", type=Path, default=paths.VERIFY_LATEST, help=hide)
         return
     parser.add_argument("--formats-file", type=Path, default=paths.FORMATS_FILE, help=hide)
     parser.add_argument("--state", type=Path, default=paths.SYNC_STATE, help=hide)
     parser.add_argument("--staged-dir", type=Path, default=paths.SYNC_STAGED, help=hide)
-    parser.add_argument("--peer-results", type=Path, default=paths.PEER_RESULTS, help=hide)
+    parser.add_argument("--peer-results", type=Path, default=paths.PEER_VERIFY_RESULTS, help=hide)
     parser.add_argument("--settings", type=Path, default=paths.SETTINGS_FILE, help=hide)
     parser.add_argument("--apply-root", type=Path, default=None, help=hide)
 

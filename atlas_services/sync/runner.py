@@ -51,7 +51,7 @@ class Layout:
     state_file: Path = paths.SYNC_STATE
     lock_file: Path = paths.SYNC_LOCK
     staged_dir: Path = paths.SYNC_STAGED
-    peer_results: Path = paths.PEER_RESULTS
+    peer_results: Path = paths.PEER_VERIFY_RESULTS
     data_root: Path = paths.DATA_ROOT
     system_root: Path = Path("/")
 

@@ -112,7 +112,7 @@ class ServeLayout:
 
     config_store: Path = paths.CONFIG_STORE
     module_store: Path = paths.MODULE_STORE
-    results_file: Path = paths.VERIFY_RESULTS
+    results_file: Path = paths.VERIFY_LATEST
     data_root: Path = paths.DATA_ROOT
     role_file: Path = paths.ROLE_FILE
     system_root: Path = field(default=Path("/"))

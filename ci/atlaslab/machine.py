@@ -10,9 +10,12 @@ machine between boots, its serial console in a log file, and SSH from the host o
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import logging
+import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -30,6 +33,10 @@ log = logging.getLogger("atlaslab")
 OVMF_CODE = Path("/usr/share/OVMF/OVMF_CODE_4M.fd")
 OVMF_VARS = Path("/usr/share/OVMF/OVMF_VARS_4M.fd")
 OS_DISK_SIZE = "8G"
+# Guest ports the host reaches through QEMU's restricted user network (on 127.0.0.1).
+FORWARDED = {"ssh": 22, "smtp": 25, "http": 80, "https": 443, "imap": 143, "smb": 445,
+             "postgresql": 5432}
+LAB_FILE = "lab.json"
 BUSINESS_INTERFACE = "enp0s16"  # the segment NIC's name inside a lab machine
 PROGRESS_EVERY = 10.0
 
@@ -63,6 +70,29 @@ def free_port() -> int:
         return port
 
 
+def pid_alive(pid: int) -> bool:
+    """A process exists and is not a zombie (a lab left running by an earlier command)."""
+    if pid <= 0:
+        return False
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"
+
+
+def end_process(pid: int, grace: float = 5) -> None:
+    """SIGTERM a process group we did not spawn in this process, then SIGKILL."""
+    for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 10.0)):
+        if not pid_alive(pid):
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pid, sig)
+        deadline = time.monotonic() + wait
+        while pid_alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.1)
+
+
 def tail(path: Path, lines: int = 15) -> str:
     try:
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
@@ -79,7 +109,9 @@ class Machine:
     memory_mb: int = 2048
     cpus: int = 2
     boot: str = "direct"  # or "uefi"
-    ssh_port: int = 0
+    cmdline_extra: str = ""  # appended to the kernel command line (direct boot only)
+    ports: dict[str, int] = field(default_factory=dict)  # service → host port on 127.0.0.1
+    pid: int = 0
     qemu: subprocess.Popen[bytes] | None = None
     booted_at: float = 0.0
     boot_state: str = ""  # systemctl is-system-running once startup finished
@@ -92,6 +124,10 @@ class Machine:
     @property
     def serial_log(self) -> Path:
         return self.directory / "serial.log"
+
+    @property
+    def ssh_port(self) -> int:
+        return self.ports.get("ssh", 0)
 
     @property
     def segment_mac(self) -> str:
@@ -112,7 +148,7 @@ class Machine:
             return ["-drive", f"if=pflash,format=raw,readonly=on,file={OVMF_CODE}",
                     "-drive", f"if=pflash,format=raw,file={variables}"]
         return ["-kernel", str(self.lab.image.kernel), "-initrd", str(self.lab.image.initrd),
-                "-append", self.lab.image.cmdline]
+                "-append", f"{self.lab.image.cmdline} {self.cmdline_extra}".strip()]
 
     def qemu_argv(self) -> list[str]:
         key = base64.b64encode(self.lab.public_key().encode()).decode()
@@ -131,7 +167,9 @@ class Machine:
             # segment (the business network), enp0s17 for the host's way in.
             "-device", f"virtio-net-pci,netdev=seg,mac={self.segment_mac},addr=0x10",
             # The host's way in: forwarded SSH on loopback; restrict=on keeps the guest in.
-            "-netdev", f"user,id=mgmt,restrict=on,hostfwd=tcp:127.0.0.1:{self.ssh_port}-:22",
+            "-netdev", "user,id=mgmt,restrict=on," + ",".join(
+                f"hostfwd=tcp:127.0.0.1:{self.ports[name]}-:{guest}"
+                for name, guest in FORWARDED.items()),
             "-device", f"virtio-net-pci,netdev=mgmt,mac=52:54:00:a7:ff:{self.index:02x},addr=0x11",
             "-smbios", f"type=11,value=io.systemd.credential.binary:ssh.authorized_keys.root={key}",
             *self._boot_args(),
@@ -147,18 +185,28 @@ class Machine:
         self.directory.mkdir(parents=True, exist_ok=True)
         self.lab.ensure_segment()
         (self.lab.segment / f"{self.name}.sock").unlink(missing_ok=True)
-        self.ssh_port = free_port()
+        self.ports = {name: free_port() for name in FORWARDED}
         self.serial_log.write_text("")
         log.info("lab: starting %s (disks: %s)", self.name,
                  ", ".join(d.name for d in self.disks) or "none")
         self.qemu = proc.spawn(self.qemu_argv(), log_file=self.directory / "qemu.log",
                                die_with_parent=self.lab.die_with_parent)
+        self.pid = self.qemu.pid
         self.booted_at = time.monotonic()
-        (self.directory / "qemu.pid").write_text(f"{self.qemu.pid}\n")
-        (self.directory / "ssh_port").write_text(f"{self.ssh_port}\n")
+        self.lab.save()
 
     def running(self) -> bool:
-        return self.qemu is not None and self.qemu.poll() is None
+        if self.qemu is not None:
+            return self.qemu.poll() is None
+        return pid_alive(self.pid)
+
+    def wait_exit(self, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while self.running():
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.5)
+        return True
 
     def _check_alive(self) -> None:
         if not self.running():
@@ -220,19 +268,25 @@ class Machine:
         """Power off cleanly from inside; kill QEMU if the guest does not stop in time."""
         if not self.running():
             return
-        assert self.qemu is not None
         log.info("lab: powering off %s", self.name)
         proc.run(self.ssh_argv("systemctl poweroff"), check=False, timeout=60)
-        try:
-            self.qemu.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
+        if not self.wait_exit(timeout):
             log.warning("lab: %s did not power off within %.0f s, killing it", self.name, timeout)
             self.kill()
+        self.pid = 0
+        self.lab.save()
 
     def kill(self) -> None:
         if self.qemu is not None:
             proc.terminate(self.qemu, grace=5)
-        (self.directory / "qemu.pid").unlink(missing_ok=True)
+        else:
+            end_process(self.pid)
+        self.pid = 0
+
+    def to_json(self) -> dict[str, Any]:
+        return {"index": self.index, "disks": [str(d) for d in self.disks], "pid": self.pid,
+                "ports": self.ports, "boot": self.boot, "memory_mb": self.memory_mb,
+                "cpus": self.cpus}
 
 
 class Lab:
@@ -246,6 +300,7 @@ class Lab:
         self.die_with_parent = die_with_parent
         self.machines: dict[str, Machine] = {}
         self.hub: subprocess.Popen[bytes] | None = None
+        self.hub_pid = 0
         workdir.mkdir(parents=True, exist_ok=True)
         self.key = workdir / "id_ed25519"
         if not self.key.exists():
@@ -259,8 +314,31 @@ class Lab:
     def public_key(self) -> str:
         return self.key.with_suffix(".pub").read_text()
 
+    def save(self) -> None:
+        """Record the lab so that a later command (ci/lab status, down) can find it."""
+        state = {"image_dir": str(self.image.image.parent), "hub_pid": self.hub_pid,
+                 "machines": {name: m.to_json() for name, m in self.machines.items()}}
+        (self.workdir / LAB_FILE).write_text(json.dumps(state, indent=2) + "\n")
+
+    @classmethod
+    def load(cls, workdir: Path) -> Lab:
+        """The lab an earlier command left in workdir (its QEMUs keep running)."""
+        try:
+            state = json.loads((workdir / LAB_FILE).read_text())
+        except FileNotFoundError:
+            raise AtlasError(f"no lab in {workdir}", "start one with 'ci/lab up'") from None
+        lab = cls(workdir, BuiltImage.load(Path(state["image_dir"])), die_with_parent=False)
+        lab.hub_pid = state["hub_pid"]
+        for name, data in state["machines"].items():
+            lab.machines[name] = Machine(lab, name, data["index"],
+                                         [Path(d) for d in data["disks"]],
+                                         memory_mb=data["memory_mb"], cpus=data["cpus"],
+                                         boot=data["boot"], ports=data["ports"], pid=data["pid"])
+        return lab
+
     def ensure_segment(self) -> None:
-        if self.hub is not None and self.hub.poll() is None:
+        if (self.hub is not None and self.hub.poll() is None) or (
+                self.hub is None and pid_alive(self.hub_pid)):
             return
         self.segment.mkdir(exist_ok=True)
         ci_dir = Path(__file__).resolve().parent.parent
@@ -268,7 +346,7 @@ class Lab:
                               log_file=self.workdir / "hub.log",
                               env={"PYTHONPATH": str(ci_dir)},
                               die_with_parent=self.die_with_parent)
-        (self.workdir / "hub.pid").write_text(f"{self.hub.pid}\n")
+        self.hub_pid = self.hub.pid
         deadline = time.monotonic() + 10
         while not (self.segment / hub.HUB_SOCKET).exists():
             if time.monotonic() > deadline or self.hub.poll() is not None:
@@ -297,7 +375,9 @@ class Lab:
         if self.hub is not None:
             proc.terminate(self.hub, grace=2)
             self.hub = None
-            (self.workdir / "hub.pid").unlink(missing_ok=True)
+        else:
+            end_process(self.hub_pid, grace=2)
+        self.hub_pid = 0
 
     def __enter__(self) -> Lab:
         return self

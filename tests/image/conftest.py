@@ -6,9 +6,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from atlaslab.machine import BuiltImage, Lab, Machine
 
 import build
+from atlaslab.machine import BuiltImage, Lab, Machine
 
 
 @pytest.fixture(scope="session")

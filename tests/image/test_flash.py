@@ -10,9 +10,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from atlaslab.machine import BuiltImage
 
 import build
+from atlaslab.machine import BuiltImage
 
 
 def run_build_py(*args: str) -> subprocess.CompletedProcess[str]:

@@ -5,9 +5,8 @@ from __future__ import annotations
 import json
 import re
 
-from atlaslab.machine import BuiltImage, Lab, Machine
-
 import build
+from atlaslab.machine import BuiltImage, Lab, Machine
 
 BUSINESS_SERVICES = ("nginx", "postfix", "dovecot", "postgresql", "smbd")
 

@@ -6,9 +6,8 @@ import json
 import logging
 from pathlib import Path
 
-from atlaslab.machine import BuiltImage
-
 import build
+from atlaslab.machine import BuiltImage
 
 log = logging.getLogger("tests")
 

@@ -1,5 +1,6 @@
-"""The disks decide: standby without a data set, primary and secondary with theirs, and
-after the disks move, the other server becomes the primary with the same identity."""
+"""The disks decide: standby without a data set, primary and secondary with the data sets
+provisioned in the guests as a person would. (Moving the disks between the servers is
+the failover drill, tests/lab/test_drill.py.)"""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from pathlib import Path
 from typing import ClassVar
 
 import pytest
+
 from atlaslab import cluster
 from atlaslab.machine import BuiltImage, Lab, Machine
 
@@ -86,36 +88,24 @@ class TestRoles:
         # The two servers reach each other over the private segment only.
         assert a.ssh("ping -c 1 -W 5 10.77.0.11", check=False).returncode == 0
 
-    def test_moved_disks_move_the_identity(self, pair: tuple[Lab, Machine, Machine]) -> None:
-        _, a, b = pair
-        generation = role_of(a)["generation"]
-        shutdown_all(a, b)
-        a.disks, b.disks = b.disks, a.disks
-        boot_all(a, b)
-        assert role_of(b)["role"] == "primary"
-        assert role_of(a)["role"] == "secondary"
-        assert b.ssh("hostname").stdout.strip() == cluster.PRIMARY.hostname
-        assert fingerprint(b) == self.fingerprints["primary"]
-        assert fingerprint(a) == self.fingerprints["secondary"]
-        assert role_of(b)["generation"] == generation + 1  # type: ignore[operator]
-
     def test_role_decision_is_logged_with_its_message_id(
             self, pair: tuple[Lab, Machine, Machine]) -> None:
-        _, _, b = pair
+        _, a, _ = pair
         from atlas_services import messages
 
-        entries = b.ssh(f"journalctl -b -o json MESSAGE_ID={messages.ROLE_PRIMARY}").stdout
+        entries = a.ssh(f"journalctl -b -o json MESSAGE_ID={messages.ROLE_PRIMARY}").stdout
         entry = json.loads(entries.splitlines()[-1])
         assert entry["ATLAS_ROLE"] == "primary" and entry["ATLAS_CLUSTER_ID"]
 
     def test_role_service_timing(self, pair: tuple[Lab, Machine, Machine],
                                  artifacts_dir: Path) -> None:
-        _, _, b = pair
-        times = b.ssh("systemctl show atlas-role.service -P ExecMainStartTimestampMonotonic "
+        _, a, _ = pair
+        times = a.ssh("systemctl show atlas-role.service -P ExecMainStartTimestampMonotonic "
                       "-P ExecMainExitTimestampMonotonic -P InactiveExitTimestampMonotonic "
                       "-P ActiveEnterTimestampMonotonic").stdout.split()
-        record = dict(zip(["main_start", "main_exit", "inactive_exit", "active_enter"],
+        record: dict[str, object] = dict(zip(["main_start", "main_exit", "inactive_exit", "active_enter"],
                           map(int, times), strict=True))
         record["own_seconds"] = (record["active_enter"] - record["inactive_exit"]) / 1e6
+        record["steps"] = role_of(a)["timings"]
         (artifacts_dir / "role-timing.json").write_text(json.dumps(record, indent=2) + "\n")
-        assert record["own_seconds"] > 0
+        assert isinstance(record["own_seconds"], float) and record["own_seconds"] > 0

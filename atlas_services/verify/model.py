@@ -1,0 +1,226 @@
+"""What a verification cycle produces: probe results, cycles, and state changes (pure logic)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from atlas_services.errors import Refused
+
+CYCLE_FORMAT = 1
+
+
+class Status(enum.Enum):
+    OK = "ok"
+    DEGRADED = "degraded"
+    FAILED = "failed"
+
+    @property
+    def rank(self) -> int:
+        return _RANK[self]
+
+
+_RANK = {Status.OK: 0, Status.DEGRADED: 1, Status.FAILED: 2}
+
+
+def worst(statuses: Iterable[Status]) -> Status:
+    """The most severe status; ok when there is none."""
+    return max(statuses, key=lambda s: s.rank, default=Status.OK)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What a probe's check() says: a status and the reason, in one sentence."""
+
+    status: Status
+    message: str
+
+    @classmethod
+    def ok(cls, message: str) -> Outcome:
+        return cls(Status.OK, message)
+
+    @classmethod
+    def degraded(cls, message: str) -> Outcome:
+        return cls(Status.DEGRADED, message)
+
+    @classmethod
+    def failed(cls, message: str) -> Outcome:
+        return cls(Status.FAILED, message)
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def format_time(when: dt.datetime) -> str:
+    return when.astimezone(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def parse_time(text: Any, what: str) -> dt.datetime:
+    if not isinstance(text, str):
+        raise Refused(f"{what} must be an ISO 8601 time, not {type(text).__name__}")
+    try:
+        when = dt.datetime.fromisoformat(text)
+    except ValueError:
+        raise Refused(f"{what} is not an ISO 8601 time: {text!r}") from None
+    if when.tzinfo is None:
+        raise Refused(f"{what} has no time zone: {text!r}")
+    return when
+
+
+def _field(data: Mapping[str, Any], name: str, kind: type, source: str) -> Any:
+    if name not in data:
+        raise Refused(f"{source}: missing field {name!r}")
+    value = data[name]
+    if kind is float and type(value) is int:
+        value = float(value)
+    if type(value) is not kind:
+        raise Refused(f"{source}: {name} must be {kind.__name__}, not {type(value).__name__}")
+    return value
+
+
+def _status(value: Any, source: str) -> Status:
+    try:
+        return Status(value)
+    except ValueError:
+        raise Refused(f"{source}: unknown status {value!r}") from None
+
+
+@dataclass(frozen=True)
+class ProbeResult:
+    """One probe's result in one cycle, on one server."""
+
+    probe: str
+    target: str
+    status: Status
+    latency_s: float
+    message: str
+    timestamp: dt.datetime
+    role: str
+    host: str
+
+    @property
+    def ok(self) -> bool:
+        return self.status is Status.OK
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "probe": self.probe, "target": self.target, "status": self.status.value,
+            "latency_s": round(self.latency_s, 4), "message": self.message,
+            "timestamp": format_time(self.timestamp), "role": self.role, "host": self.host,
+        }
+
+    @classmethod
+    def from_json(cls, data: Any, source: str = "probe result") -> ProbeResult:
+        if not isinstance(data, dict):
+            raise Refused(f"{source}: expected a JSON object")
+        latency = _field(data, "latency_s", float, source)
+        if latency < 0:
+            raise Refused(f"{source}: latency_s must not be negative")
+        return cls(
+            probe=_field(data, "probe", str, source),
+            target=_field(data, "target", str, source),
+            status=_status(_field(data, "status", str, source), source),
+            latency_s=latency,
+            message=_field(data, "message", str, source),
+            timestamp=parse_time(data.get("timestamp"), f"{source}: timestamp"),
+            role=_field(data, "role", str, source),
+            host=_field(data, "host", str, source),
+        )
+
+
+@dataclass(frozen=True)
+class Cycle:
+    """All probes of one run on one server: the unit of history, reporting and sync."""
+
+    host: str
+    role: str
+    started: dt.datetime
+    finished: dt.datetime
+    results: tuple[ProbeResult, ...]
+
+    @property
+    def status(self) -> Status:
+        return worst(r.status for r in self.results)
+
+    @property
+    def duration_s(self) -> float:
+        return (self.finished - self.started).total_seconds()
+
+    def by_probe(self) -> dict[str, ProbeResult]:
+        return {r.probe: r for r in self.results}
+
+    def problems(self) -> list[ProbeResult]:
+        return [r for r in self.results if not r.ok]
+
+    def summary(self) -> str:
+        """One line: 'ok: 9 probes' or 'failed: mail (…), web (…)'."""
+        bad = self.problems()
+        if not bad:
+            return f"ok: {len(self.results)} probes"
+        return f"{self.status.value}: " + "; ".join(f"{r.probe} ({r.message})" for r in bad)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "format": CYCLE_FORMAT, "host": self.host, "role": self.role,
+            "status": self.status.value, "started": format_time(self.started),
+            "finished": format_time(self.finished),
+            "results": [r.to_json() for r in self.results],
+        }
+
+    @classmethod
+    def from_json(cls, data: Any, source: str = "cycle") -> Cycle:
+        if not isinstance(data, dict):
+            raise Refused(f"{source}: expected a JSON object")
+        fmt = data.get("format")
+        if fmt != CYCLE_FORMAT:
+            raise Refused(f"{source}: format {fmt!r} is not {CYCLE_FORMAT}",
+                          "the file was written by another ATLAS version")
+        results = data.get("results")
+        if not isinstance(results, list):
+            raise Refused(f"{source}: results must be a list")
+        return cls(
+            host=_field(data, "host", str, source),
+            role=_field(data, "role", str, source),
+            started=parse_time(data.get("started"), f"{source}: started"),
+            finished=parse_time(data.get("finished"), f"{source}: finished"),
+            results=tuple(ProbeResult.from_json(r, f"{source}: result {i}")
+                          for i, r in enumerate(results)),
+        )
+
+
+@dataclass(frozen=True)
+class Change:
+    """A probe whose status differs from the previous cycle's."""
+
+    probe: str
+    previous: Status
+    result: ProbeResult
+
+    @property
+    def current(self) -> Status:
+        return self.result.status
+
+    @property
+    def recovered(self) -> bool:
+        return self.result.status is Status.OK
+
+    def describe(self) -> str:
+        r = self.result
+        return (f"{r.probe} on {r.host} ({r.role}) is now {r.status.value}"
+                f" (was {self.previous.value}): {r.message}")
+
+
+def changes(previous: Cycle | None, current: Cycle) -> list[Change]:
+    """Probes whose status changed since the previous cycle.
+
+    A probe seen for the first time counts as having been ok: a first cycle that is
+    all green says nothing, a first cycle with a failure says so. A probe that no
+    longer runs is not a change.
+    """
+    before = {r.probe: r.status for r in previous.results} if previous else {}
+    return [Change(r.probe, before.get(r.probe, Status.OK), r)
+            for r in current.results if r.status is not before.get(r.probe, Status.OK)]

@@ -1,0 +1,278 @@
+"""Where a cycle goes: latest + bounded history on disk, journal and mail on change, textfile, page."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import smtplib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from email.message import EmailMessage
+from pathlib import Path
+from typing import Protocol
+
+from atlas_services import fsutil, log, messages, paths
+from atlas_services.errors import AtlasError
+from atlas_services.verify import page, textfile
+from atlas_services.verify.model import Change, Cycle, Status, changes, utcnow
+
+logger = logging.getLogger(__name__)
+
+# Default history: a day of cycles at the default 2-minute period.
+HISTORY_CYCLES = 720
+# syslog priorities (the journal's PRIORITY=).
+PRIORITY_ERR, PRIORITY_WARNING, PRIORITY_NOTICE = 3, 4, 5
+
+
+@dataclass(frozen=True)
+class ReportPaths:
+    """Where reports are written; tests point these at temp dirs."""
+
+    verify_dir: Path = paths.VERIFY_DIR
+    textfile_dir: Path = paths.TEXTFILE_DIR
+    peer_results: Path = paths.PEER_VERIFY_RESULTS
+    page_dir: Path = paths.STATUS_PAGE_DIR
+    history_cycles: int = HISTORY_CYCLES
+
+    @property
+    def latest(self) -> Path:
+        return self.verify_dir / paths.VERIFY_LATEST.name
+
+    @property
+    def history(self) -> Path:
+        return self.verify_dir / paths.VERIFY_HISTORY.name
+
+    @property
+    def lock(self) -> Path:
+        return self.verify_dir / paths.VERIFY_LOCK.name
+
+    @classmethod
+    def under(cls, root: Path, history_cycles: int = HISTORY_CYCLES) -> ReportPaths:
+        """The box's layout below another root (tests, benchmarks)."""
+        def moved(path: Path) -> Path:
+            return root / path.relative_to("/")
+        return cls(verify_dir=moved(paths.VERIFY_DIR), textfile_dir=moved(paths.TEXTFILE_DIR),
+                   peer_results=moved(paths.PEER_VERIFY_RESULTS),
+                   page_dir=moved(paths.STATUS_PAGE_DIR), history_cycles=history_cycles)
+
+
+# ---------------------------------------------------------------- on disk
+
+
+def load_cycle(path: Path) -> Cycle | None:
+    """A cycle file (ours or the peer's); None when absent. Unreadable is an error to show."""
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        return None
+    try:
+        data = json.loads(text)
+    except ValueError as err:
+        raise AtlasError(f"{path} is not valid JSON: {err}") from None
+    return Cycle.from_json(data, str(path))
+
+
+def load_previous(path: Path) -> Cycle | None:
+    """The last cycle for change detection; a damaged file counts as none (and is logged)."""
+    try:
+        return load_cycle(path)
+    except AtlasError as err:
+        logger.warning("ignoring the previous cycle: %s", err)
+        return None
+
+
+def save_latest(cycle: Cycle, where: ReportPaths) -> None:
+    fsutil.write_atomic(where.latest, json.dumps(cycle.to_json(), indent=1) + "\n", 0o644)
+
+
+def bounded_history(lines: Sequence[str], new: str, limit: int) -> list[str]:
+    """The history's lines after adding `new`: the newest `limit` (pure)."""
+    kept = [line for line in lines if line.strip()]
+    return [*kept, new][-limit:] if limit > 0 else []
+
+
+def append_history(cycle: Cycle, where: ReportPaths) -> None:
+    try:
+        lines = where.history.read_text().splitlines()
+    except FileNotFoundError:
+        lines = []
+    new = json.dumps(cycle.to_json(), separators=(",", ":"))
+    kept = bounded_history(lines, new, where.history_cycles)
+    fsutil.write_atomic(where.history, "".join(f"{line}\n" for line in kept), 0o644)
+
+
+def load_history(where: ReportPaths, limit: int | None = None) -> list[Cycle]:
+    """The recorded cycles, oldest first; lines that do not parse are skipped."""
+    try:
+        lines = where.history.read_text().splitlines()
+    except FileNotFoundError:
+        return []
+    cycles = []
+    for line in lines[-limit:] if limit else lines:
+        try:
+            cycles.append(Cycle.from_json(json.loads(line), str(where.history)))
+        except (ValueError, AtlasError):
+            continue
+    return cycles
+
+
+# ---------------------------------------------------------------- journal
+
+
+@dataclass(frozen=True)
+class JournalEntry:
+    message: str
+    message_id: str
+    priority: int
+    fields: dict[str, str]
+
+
+JournalSink = Callable[[JournalEntry], None]
+
+
+def journal_entry(change: Change) -> JournalEntry:
+    """The one journal entry a state change makes (pure)."""
+    r = change.result
+    message_id, priority = {
+        Status.OK: (messages.VERIFY_PROBE_RECOVERED, PRIORITY_NOTICE),
+        Status.DEGRADED: (messages.VERIFY_PROBE_DEGRADED, PRIORITY_WARNING),
+        Status.FAILED: (messages.VERIFY_PROBE_FAILED, PRIORITY_ERR),
+    }[r.status]
+    return JournalEntry(
+        message=f"verify: {change.describe()}",
+        message_id=message_id,
+        priority=priority,
+        fields={"ATLAS_PROBE": r.probe, "ATLAS_TARGET": r.target, "ATLAS_STATUS": r.status.value,
+                "ATLAS_PREVIOUS_STATUS": change.previous.value, "ATLAS_ROLE": r.role,
+                "ATLAS_HOST": r.host, "ATLAS_LATENCY_S": f"{r.latency_s:.3f}"},
+    )
+
+
+def send_to_journal(entry: JournalEntry) -> None:
+    # log.event adds the ATLAS_ prefix itself.
+    log.event(entry.message_id, entry.message, priority=entry.priority,
+              **{name.removeprefix("ATLAS_").lower(): value for name, value in entry.fields.items()})
+
+
+# ---------------------------------------------------------------- mail
+
+
+class Notifier(Protocol):
+    def notify(self, cycle: Cycle, changed: Sequence[Change]) -> None: ...
+
+
+def notification(cycle: Cycle, changed: Sequence[Change], *, sender: str, recipient: str) -> EmailMessage:
+    """The administrator's mail for one cycle's changes (pure)."""
+    worst_now = cycle.status.value.upper()
+    bad = [c.probe for c in changed if not c.recovered]
+    fixed = [c.probe for c in changed if c.recovered]
+    parts = []
+    if bad:
+        parts.append(f"{', '.join(bad)} {'failing' if cycle.status is Status.FAILED else 'degraded'}")
+    if fixed:
+        parts.append(f"{', '.join(fixed)} recovered")
+    msg = EmailMessage()
+    msg["From"] = sender
+    msg["To"] = recipient
+    msg["Subject"] = f"[ATLAS {cycle.host} {cycle.role}] {worst_now}: {'; '.join(parts)}"
+    lines = [f"The ATLAS verifier on {cycle.host} ({cycle.role}) saw a change at "
+             f"{cycle.finished:%Y-%m-%d %H:%M:%S} UTC.", "", "Changed:"]
+    lines += [f"  {c.describe()}" for c in changed]
+    lines += ["", "All probes now:"]
+    lines += [f"  {r.status.value:<9} {r.probe:<11} {r.message}" for r in cycle.results]
+    lines += ["", "You get this mail once per change; nothing more while the state stays the same.",
+              "Details: `atlas verify status` on the server, or its status page "
+              f"({paths.STATUS_PAGE_URL})."]
+    msg.set_content("\n".join(lines) + "\n")
+    return msg
+
+
+@dataclass(frozen=True)
+class MailNotifier:
+    """Mails the administrator through the box's own postfix (or any SMTP server given)."""
+
+    recipient: str
+    sender: str
+    host: str = "localhost"
+    port: int = 25
+    timeout: float = 10.0
+
+    def notify(self, cycle: Cycle, changed: Sequence[Change]) -> None:
+        msg = notification(cycle, changed, sender=self.sender, recipient=self.recipient)
+        with smtplib.SMTP(self.host, self.port, timeout=self.timeout) as smtp:
+            smtp.send_message(msg)
+
+
+# ---------------------------------------------------------------- everything
+
+
+@dataclass
+class Publisher:
+    """Publishes each cycle everywhere it goes; journal and mail only on a change."""
+
+    where: ReportPaths = field(default_factory=ReportPaths)
+    journal: JournalSink = send_to_journal
+    notifier: Notifier | None = None
+    interval_s: int = 120
+    now: Callable[[], dt.datetime] = utcnow
+
+    def publish(self, cycle: Cycle) -> list[Change]:
+        self.where.verify_dir.mkdir(parents=True, exist_ok=True)
+        previous = load_previous(self.where.latest)
+        changed = changes(previous, cycle)
+        for change in changed:
+            self.journal(journal_entry(change))
+        save_latest(cycle, self.where)
+        append_history(cycle, self.where)
+        # The textfile and the page are views: one that cannot be written (no node-exporter
+        # directory on a read-only /var/lib) must not cost the cycle its record or its mail.
+        views: list[tuple[str, Callable[[], Path]]] = [
+            ("Prometheus textfile", lambda: textfile.write_textfile(cycle, self.where.textfile_dir)),
+            ("status page", lambda: self.write_page(cycle)),
+        ]
+        for view, write in views:
+            try:
+                write()
+            except OSError as err:
+                logger.warning("could not write the %s: %s", view, err)
+        if changed and self.notifier is not None:
+            self._notify(cycle, changed)
+        return changed
+
+    def write_page(self, cycle: Cycle | None) -> Path:
+        try:
+            peer = load_cycle(self.where.peer_results)
+        except AtlasError as err:
+            logger.warning("leaving the peer off the status page: %s", err)
+            peer = None
+        host = cycle.host if cycle else ""
+        role = cycle.role if cycle else ""
+        html = page.render_page(cycle, peer, host=host, role=role, now=self.now(),
+                                interval_s=self.interval_s)
+        return page.write_page(html, self.where.page_dir)
+
+    def _notify(self, cycle: Cycle, changed: Sequence[Change]) -> None:
+        assert self.notifier is not None
+        try:
+            self.notifier.notify(cycle, changed)
+        except (OSError, smtplib.SMTPException) as err:
+            # Mail may be the very thing that broke: the journal still has the change.
+            self.journal(JournalEntry(
+                message=f"verify: could not mail the administrator about {len(changed)} change(s): {err}",
+                message_id=messages.VERIFY_NOTIFY_FAILED, priority=PRIORITY_WARNING,
+                fields={"ATLAS_ROLE": cycle.role, "ATLAS_HOST": cycle.host}))
+
+
+def summary_line(where: ReportPaths | None = None, now: dt.datetime | None = None) -> str:
+    """One line for `atlas status`: the last cycle's result and how long ago it ran."""
+    latest = (where or ReportPaths()).latest
+    try:
+        last = load_cycle(latest)
+    except AtlasError as err:
+        return f"unknown ({err.what})"
+    if last is None:
+        return "no verification cycle has run yet"
+    age = int(((now or utcnow()) - last.finished).total_seconds())
+    ago = f"{age // 60} min ago" if age >= 120 else f"{age} s ago"
+    return f"{last.summary()} ({ago})"

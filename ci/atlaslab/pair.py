@@ -1,0 +1,60 @@
+"""A two-server ATLAS lab: the cluster, both data sets, both servers booted in their roles."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+from atlas_services import cluster as cluster_mod
+from atlaslab import hostprov
+from atlaslab.cluster import DOMAIN, PRIMARY, SECONDARY
+from atlaslab.machine import BUSINESS_INTERFACE, BuiltImage, Lab, Machine
+
+log = logging.getLogger("atlaslab")
+
+SERVERS = ("server1", "server2")
+
+
+@dataclass(frozen=True)
+class Pair:
+    lab: Lab
+    cluster_dir: Path
+
+    def server(self, name: str) -> Machine:
+        return self.lab.machines[name]
+
+    def by_role(self, role: str) -> Machine:
+        """The machine that currently holds the role's disks."""
+        for machine in self.lab.machines.values():
+            if machine.disks and machine.disks[0].stem.startswith(role):
+                return machine
+        raise LookupError(role)
+
+
+def make_cluster(directory: Path) -> cluster_mod.Cluster:
+    roles = {spec_role: {"hostname": spec.hostname, "address": spec.address, "gateway": "",
+                         "dns": [], "interface": BUSINESS_INTERFACE}
+             for spec_role, spec in (("primary", PRIMARY), ("secondary", SECONDARY))}
+    the_cluster = cluster_mod.Cluster.from_json(
+        {"cluster_id": str(uuid.uuid4()), "domain": DOMAIN, "roles": roles})
+    cluster_mod.create(the_cluster, directory, force=True)
+    return the_cluster
+
+
+def up(workdir: Path, image: BuiltImage, *, die_with_parent: bool) -> Pair:
+    """Provision both data sets (on the host, with the box's own code) and boot both servers."""
+    lab = Lab(workdir, image, die_with_parent=die_with_parent)
+    cluster_dir = workdir / "cluster"
+    make_cluster(cluster_dir)
+    for server, role in zip(SERVERS, ("primary", "secondary"), strict=True):
+        disks = [lab.disk(f"{role}-1"), lab.disk(f"{role}-2")]
+        log.info("lab: provisioning the %s data set on %s", role, ", ".join(d.name for d in disks))
+        hostprov.provision(disks, role, cluster_dir)
+        lab.machine(server, disks=disks)
+    for machine in lab.machines.values():
+        machine.start()
+    for machine in lab.machines.values():
+        machine.wait_booted()
+    return Pair(lab, cluster_dir)

@@ -1,0 +1,621 @@
+"""Real business services on loopback, configured from ATLAS's own templates (tests, benchmarks).
+
+A `ServiceStack` renders the config-default templates with private paths (config_root,
+run_root under a temp dir) and free high ports on 127.0.0.1, lays out a data set the way
+the box has it, and starts nginx, postfix, dovecot, PostgreSQL and samba as root, each in
+the foreground under its own process group so that it can be stopped, hung (SIGSTOP) and
+resumed. Nothing here touches the host's own service configuration or init.
+
+`DataSet` is the data set: btrfs raid1 on two loop devices, as on the box.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import functools
+import os
+import pwd
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psycopg2
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+
+from atlas_services import paths, proc, render, servicedata, tls
+from atlas_services.settings import Settings
+from atlas_services.verify import account, environment
+from atlas_services.verify.cycle import Targets, run_once
+from atlas_services.verify.model import Cycle
+from atlas_services.verify.report import JournalEntry, MailNotifier, Publisher, ReportPaths
+
+REPO = Path(__file__).resolve().parent.parent
+TEMPLATES = REPO / "overlays/usr/lib/atlas/config-default/templates"
+HOSTNAME = "atlas-test"
+DOMAIN = "atlas.test"
+# postfix first: dovecot puts its LMTP and auth sockets into postfix's queue directory.
+SERVICES = ("postgresql", "postfix", "dovecot", "nginx", "samba")
+START_TIMEOUT_S = 30.0
+
+
+def free_ports(names: tuple[str, ...]) -> dict[str, int]:
+    """A free loopback port per name (the kernel picks; held open until all are chosen)."""
+    held = []
+    try:
+        for _ in names:
+            s = socket.socket()
+            s.bind(("127.0.0.1", 0))
+            held.append(s)
+        return {name: s.getsockname()[1] for name, s in zip(names, held, strict=True)}
+    finally:
+        for s in held:
+            s.close()
+
+
+def open_for_services(path: Path) -> None:
+    """Let service users (postgres, www-data, mail, dovecot) traverse down to `path`.
+
+    pytest makes its temp root 0700; only the execute bit is added, up to /tmp.
+    """
+    for directory in [path, *path.parents]:
+        if directory in (Path("/"), Path("/tmp")):
+            break
+        st = directory.stat()
+        if st.st_uid == 0 and (st.st_mode & 0o011) != 0o011:
+            directory.chmod((st.st_mode & 0o7777) | 0o011)
+
+
+def port_open(port: int, host: str = "127.0.0.1") -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+def wait_for(what: str, ready: Callable[[], bool], timeout: float = START_TIMEOUT_S,
+             log_file: Path | None = None, child: subprocess.Popen[bytes] | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while not ready():
+        exited = child is not None and child.poll() is not None
+        if exited or time.monotonic() > deadline:
+            tail = log_file.read_text()[-3000:] if log_file and log_file.exists() else ""
+            how = "exited" if exited else f"not ready within {timeout:g} s"
+            raise RuntimeError(f"{what} {how}\n{tail}")
+        time.sleep(0.1)
+
+
+def ids(user: str) -> tuple[int, int]:
+    entry = pwd.getpwnam(user)
+    return entry.pw_uid, entry.pw_gid
+
+
+make_dir = servicedata.make_dir
+PG_BIN = servicedata.PG_BIN
+
+
+# ---------------------------------------------------------------- the data set
+
+
+class DataSet:
+    """btrfs raid1 across two loop devices, mounted at `mountpoint`: the box's data set, small."""
+
+    def __init__(self, root: Path, size_mb: int = 256) -> None:
+        self.root = root
+        self.mountpoint = root / "data"
+        self.size_mb = size_mb
+        self.devices: list[str] = []
+
+    def create(self) -> Path:
+        self.mountpoint.mkdir(parents=True, exist_ok=True)
+        for i in range(2):
+            image = self.root / f"disk{i}.img"
+            with image.open("wb") as f:
+                f.truncate(self.size_mb * 2**20)
+            self.devices.append(proc.run(["losetup", "-f", "--show", image]).stdout.strip())
+        proc.run(["mkfs.btrfs", "-q", "-f", "-L", "atlas-data", "-d", "raid1", "-m", "raid1",
+                  *self.devices])
+        proc.run(["mount", "-t", "btrfs", "-o", f"device={self.devices[1]}", self.devices[0],
+                  self.mountpoint])
+        self.mountpoint.chmod(0o755)
+        return self.mountpoint
+
+    def destroy(self) -> None:
+        if os.path.ismount(self.mountpoint):
+            proc.run(["umount", self.mountpoint], check=False)
+            if os.path.ismount(self.mountpoint):
+                proc.run(["umount", "-l", self.mountpoint], check=False)
+        for device in self.devices:
+            proc.run(["losetup", "-d", device], check=False)
+        self.devices = []
+
+
+# ---------------------------------------------------------------- services
+
+
+@dataclass
+class Service:
+    """One daemon: how to start it in the foreground, when it is ready, how it stops."""
+
+    name: str
+    argv: list[str]
+    ready: Callable[[], bool]
+    stop_signal: signal.Signals = signal.SIGTERM
+    # The process group to signal; by default the spawned process's own.
+    group: Callable[[subprocess.Popen[bytes]], int | None] = field(default=lambda child: child.pid)
+    before_start: Callable[[], None] = field(default=lambda: None)
+    child: subprocess.Popen[bytes] | None = None
+    paused: bool = False
+
+
+def _signal_group(pgid: int | None, sig: signal.Signals) -> None:
+    if pgid is None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pgid, sig)
+
+
+def _group_alive(pgid: int) -> bool:
+    """Whether any process of the group still runs (zombies waiting to be reaped do not count)."""
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rpartition(")")[2].split()
+        except OSError:
+            continue
+        if len(fields) > 2 and fields[2] == str(pgid) and fields[0] != "Z":
+            return True
+    return False
+
+
+class ServiceStack:
+    """nginx, postfix, dovecot, PostgreSQL and samba for one server, on 127.0.0.1."""
+
+    def __init__(self, root: Path, data_root: Path, *, hostname: str = HOSTNAME,
+                 domain: str = DOMAIN, role: str = "primary") -> None:
+        self.root = root
+        self.data_root = data_root
+        self.hostname = hostname
+        self.domain = domain
+        self.role = role
+        self.config_root = root / "config"
+        self.run_root = root / "run"
+        self.logs = root / "logs"
+        self.ports = free_ports(tuple(render.DEFAULT_PORTS))
+        self.services: dict[str, Service] = {}
+        self.journal: list[JournalEntry] = []
+
+    # -- paths
+
+    def conf(self, relative: str) -> Path:
+        return self.config_root / relative
+
+    @property
+    def postfix_dir(self) -> Path:
+        return self.conf("etc/postfix")
+
+    @property
+    def pg_socket_dir(self) -> Path:
+        return self.run_root / "var/run/postgresql"
+
+    @property
+    def report_paths(self) -> ReportPaths:
+        # Under run_root, where the rendered nginx.conf serves the status page from.
+        return ReportPaths.under(self.run_root)
+
+    def log_tail(self, name: str, chars: int = 3000) -> str:
+        log_file = self.logs / f"{name}.log"
+        return log_file.read_text()[-chars:] if log_file.exists() else ""
+
+    # -- preparing
+
+    def context(self) -> dict[str, Any]:
+        return render.standard_context(
+            role=self.role, hostname=self.hostname, domain=self.domain, data_root=str(self.data_root),
+            settings=Settings().to_json(), listen_address="127.0.0.1", ports=self.ports,
+            config_root=str(self.config_root), run_root=str(self.run_root))
+
+    def render(self) -> None:
+        for rel, content in render.render_tree(TEMPLATES, self.context()).items():
+            target = self.config_root / rel
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(content)
+            target.chmod(0o644)
+
+    def prepare_runtime(self) -> None:
+        r = self.run_root
+        for d in ("run", "var/log/nginx", "var/lib/nginx", "var/spool/postfix", "run/dovecot",
+                  "var/lib/dovecot", "run/samba", "var/lib/samba/private", "var/cache/samba",
+                  "var/log/samba"):
+            make_dir(r / d)
+        make_dir(r / "var/lib/postfix", 0o700, "postfix")
+        make_dir(self.pg_socket_dir, 0o2775, "postgres", "postgres")
+        self.logs.mkdir(parents=True, exist_ok=True)
+
+    def prepare_data(self) -> None:
+        """The data set as the box lays it out when a role is first taken on it."""
+        make_dir(self.data_root)
+        servicedata.prepare(self.data_root, f"{self.hostname}.{self.domain}", self.postfix_dir)
+        (self.data_root / paths.WEB_ROOT / "index.html").write_text("<h1>Shop</h1>\n")
+        make_dir(self.data_root / paths.DATASET_META)
+
+    @property
+    def tls_dir(self) -> Path:
+        return servicedata.tls_dir(self.data_root)
+
+    # -- services
+
+    def _define(self) -> None:
+        p = self.ports
+        self.services = {
+            "postgresql": Service(
+                "postgresql",
+                ["setpriv", "--reuid=postgres", "--regid=postgres", "--init-groups", "--",
+                 str(PG_BIN / "postgres"), "-c",
+                 f"config_file={self.conf('etc/postgresql/15/main/postgresql.conf')}"],
+                ready=self._postgres_ready, stop_signal=signal.SIGINT),
+            "dovecot": Service(
+                "dovecot", ["dovecot", "-F", "-c", str(self.conf("etc/dovecot/dovecot.conf"))],
+                ready=lambda: port_open(p["imap"]) and (
+                    self.run_root / "var/spool/postfix/private/dovecot-lmtp").exists()),
+            "postfix": Service(
+                "postfix", ["postfix", "-c", str(self.postfix_dir), "start-fg"],
+                ready=lambda: port_open(p["smtp"]),
+                group=lambda child: self._postfix_master(),
+                before_start=lambda: proc.run(["postfix", "-c", self.postfix_dir, "check"])),
+            "nginx": Service(
+                "nginx", ["nginx", "-c", str(self.conf("etc/nginx/nginx.conf")), "-e", "stderr",
+                          "-g", "daemon off;"],
+                ready=lambda: port_open(p["http"]) and port_open(p["https"])),
+            "samba": Service(
+                "samba", ["smbd", "--foreground", "--no-process-group", "-s",
+                          str(self.conf("etc/samba/smb.conf")), "--debug-stdout"],
+                ready=lambda: port_open(p["smb"])),
+        }
+
+    def _postgres_ready(self) -> bool:
+        try:
+            self.admin_db().close()
+            return True
+        except psycopg2.Error:
+            return False
+
+    def _postfix_master(self) -> int | None:
+        # `postfix start-fg` runs master in a session of its own: find it by its pid file.
+        pid_file = self.run_root / "var/spool/postfix/pid/master.pid"
+        try:
+            return int(pid_file.read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            return None
+
+    def start(self, name: str) -> None:
+        service = self.services[name]
+        if service.child is not None and service.child.poll() is None:
+            return
+        service.before_start()
+        service.child = proc.spawn(service.argv, log_file=self.logs / f"{name}.log", die_with_parent=True)
+        service.paused = False
+        wait_for(name, service.ready, log_file=self.logs / f"{name}.log", child=service.child)
+
+    def stop(self, name: str, grace: float = 15.0) -> None:
+        """Stop a service and every process it started; SIGKILL what is left after `grace`."""
+        service = self.services[name]
+        child = service.child
+        if child is None:
+            return
+        pgids = {child.pid, service.group(child)} - {None}
+        for pgid in pgids:
+            _signal_group(pgid, signal.SIGCONT)
+            _signal_group(pgid, service.stop_signal)
+        deadline = time.monotonic() + grace
+        while any(_group_alive(g) for g in pgids if g is not None) and time.monotonic() < deadline:
+            child.poll()  # reap it, so it does not linger as a zombie
+            time.sleep(0.1)
+        for pgid in pgids:
+            _signal_group(pgid, signal.SIGKILL)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            child.wait(timeout=10)
+        service.child = None
+        service.paused = False
+
+    def pause(self, name: str) -> None:
+        """Hang a service: SIGSTOP its whole process group (its ports still accept connections)."""
+        service = self.services[name]
+        assert service.child is not None
+        _signal_group(service.group(service.child), signal.SIGSTOP)
+        service.paused = True
+
+    def resume(self, name: str) -> None:
+        service = self.services[name]
+        assert service.child is not None
+        _signal_group(service.group(service.child), signal.SIGCONT)
+        service.paused = False
+
+    def reload(self, name: str) -> None:
+        """Make a service read its configuration (and certificates) again."""
+        if name == "postfix":
+            proc.run(["postfix", "-c", self.postfix_dir, "reload"])
+            return
+        service = self.services[name]
+        assert service.child is not None
+        os.kill(service.child.pid, signal.SIGHUP)
+
+    def start_all(self) -> None:
+        for name in SERVICES:
+            self.start(name)
+
+    def stop_all(self) -> None:
+        for name in reversed(SERVICES):
+            if name in self.services:
+                self.stop(name)
+
+    def ensure_running(self) -> None:
+        """Undo a test's stop or pause: every service up and answering."""
+        for name in SERVICES:
+            service = self.services[name]
+            if service.paused:
+                self.resume(name)
+            self.start(name)
+
+    # -- whole lifecycle
+
+    def up(self) -> None:
+        self.render()
+        self.prepare_runtime()
+        self.prepare_data()
+        self._define()
+        self.start_all()
+        self.setup_verifier()
+
+    # -- the verifier against this stack
+
+    @property
+    def environment(self) -> environment.Environment:
+        return environment.Environment(
+            data_root=self.data_root, domain=self.domain, hostname=self.hostname,
+            config_root=self.config_root,
+            db=environment.DbAdmin(socket_dir=self.pg_socket_dir, port=self.ports["postgresql"]))
+
+    def setup_verifier(self) -> list[str]:
+        return environment.ensure(self.environment)
+
+    def targets(self, **overrides: Any) -> Targets:
+        values: dict[str, Any] = dict(
+            role=self.role, hostname=self.hostname, address="127.0.0.1", data_root=self.data_root,
+            settings=Settings(), ports=self.ports, probe_timeout_s=5.0,
+            sync_state=self.root / "sync-state.json", filesystems=(self.data_root,),
+            units=NoFailedUnits(), clock_synchronized=lambda: True)
+        values.update(overrides)
+        return Targets(**values)
+
+    def publisher(self, notify_to: str | None = None, **overrides: Any) -> Publisher:
+        notifier = None
+        if notify_to:
+            notifier = MailNotifier(recipient=notify_to, sender=f"atlas-verify@{self.domain}",
+                                    host="127.0.0.1", port=self.ports["smtp"])
+        values: dict[str, Any] = dict(where=self.report_paths, journal=self.journal.append,
+                                      notifier=notifier)
+        values.update(overrides)
+        return Publisher(**values)
+
+    def cycle(self, publisher: Publisher | None = None, **target_overrides: Any) -> Cycle:
+        return run_once(self.targets(**target_overrides), publisher or self.publisher())
+
+    # -- administration, as provisioning or a user would
+
+    def admin_db(self, dbname: str = "postgres") -> Any:
+        conn = psycopg2.connect(host=str(self.pg_socket_dir), port=self.ports["postgresql"],
+                                user="postgres", dbname=dbname, connect_timeout=3)
+        conn.autocommit = True
+        return conn
+
+    def add_mail_user(self, address: str, password: str) -> None:
+        users = self.data_root / paths.MAIL_USERS
+        with users.open("a") as f:
+            f.write(f"{address}:{environment.ssha512(password)}\n")
+        recipients = self.data_root / paths.MAIL_RECIPIENTS
+        with recipients.open("a") as f:
+            f.write(f"{address} OK\n")
+        proc.run(["postmap", "-c", self.postfix_dir, f"hash:{recipients}"])
+        time.sleep(environment.PASSWD_FILE_RESCAN_S)
+
+
+class NoFailedUnits:
+    """The systemd layer for a host without systemd as PID 1: reports whatever it is told."""
+
+    def __init__(self, failed: list[str] | None = None) -> None:
+        self.failed = list(failed or [])
+
+    def failed_units(self) -> list[str]:
+        return list(self.failed)
+
+
+def _user_exists(name: str) -> bool:
+    try:
+        pwd.getpwnam(name)
+        return True
+    except KeyError:
+        return False
+
+
+@contextlib.contextmanager
+def running_stack() -> Iterator[ServiceStack]:
+    """A data set and a full stack on it in a private temp dir, all torn down whatever happens.
+
+    Not under pytest's temp root: pytest puts that back to mode 0700 whenever any pytest
+    session starts (another developer's, CI's), which would lock the services' own users
+    (postgres, www-data, mail, dovecot) out of their files in the middle of a run.
+    """
+    root = Path(tempfile.mkdtemp(prefix="atlas-services-", dir="/tmp"))
+    open_for_services(root)
+    had_user = _user_exists(account.UNIX_USER)
+    dataset = DataSet(root)
+    stack: ServiceStack | None = None
+    try:
+        data_root = dataset.create()
+        stack = ServiceStack(root, data_root)
+        stack.up()
+        yield stack
+    finally:
+        if stack is not None:
+            stack.stop_all()
+        dataset.destroy()
+        if not os.path.ismount(dataset.mountpoint):
+            shutil.rmtree(root, ignore_errors=True)
+        if not had_user and _user_exists(account.UNIX_USER):
+            # verify setup made the system user on this host: take it away again.
+            proc.run(["userdel", account.UNIX_USER], check=False)
+
+
+# ---------------------------------------------------------------- faults
+
+
+@dataclass(frozen=True)
+class Fault:
+    """Something that breaks one service the way real life does, and the probe that must see it."""
+
+    name: str
+    probe: str
+    inject: Callable[[ServiceStack], contextlib.AbstractContextManager[None]]
+
+
+@contextlib.contextmanager
+def stopped(stack: ServiceStack, service: str) -> Iterator[None]:
+    stack.stop(service)
+    try:
+        yield
+    finally:
+        stack.start(service)
+
+
+@contextlib.contextmanager
+def hung(stack: ServiceStack, service: str) -> Iterator[None]:
+    stack.pause(service)
+    try:
+        yield
+    finally:
+        stack.resume(service)
+
+
+@contextlib.contextmanager
+def canary_changed(stack: ServiceStack) -> Iterator[None]:
+    canary = stack.data_root / paths.VERIFIER_WEB / "canary.html"
+    canary.write_text("<p>defaced</p>\n")
+    try:
+        yield
+    finally:
+        stack.setup_verifier()  # rewrites the canary it owns
+
+
+@contextlib.contextmanager
+def mail_never_delivered(stack: ServiceStack) -> Iterator[None]:
+    """postfix keeps accepting mail, but its way to dovecot (the LMTP socket) is gone:
+    every message waits in the queue while IMAP still answers."""
+    socket_path = stack.run_root / "var/spool/postfix/private/dovecot-lmtp"
+    hidden = socket_path.with_name("dovecot-lmtp.moved")
+    socket_path.rename(hidden)
+    try:
+        yield
+    finally:
+        hidden.rename(socket_path)
+        proc.run(["postqueue", "-c", stack.postfix_dir, "-f"])
+
+
+@contextlib.contextmanager
+def db_password_changed(stack: ServiceStack) -> Iterator[None]:
+    conn = stack.admin_db()
+    with conn.cursor() as cur:
+        cur.execute("ALTER ROLE atlas_verifier PASSWORD %s", ("someone-changed-it",))
+    conn.close()
+    try:
+        yield
+    finally:
+        stack.setup_verifier()  # sets the verifier's password again
+
+
+@contextlib.contextmanager
+def share_read_only(stack: ServiceStack) -> Iterator[None]:
+    share = stack.data_root / paths.VERIFIER_SHARE
+    share.chmod(0o500)
+    try:
+        yield
+    finally:
+        stack.setup_verifier()  # puts the share's mode back
+
+
+@contextlib.contextmanager
+def disk_nearly_full(stack: ServiceStack, free_percent: float = 7.0) -> Iterator[None]:
+    """Fill the data set until `free_percent` is left (below the 10% setting, above zero)."""
+    filler = stack.data_root / "atlas-test-filler.bin"
+    st = os.statvfs(stack.data_root)
+    size = st.f_bavail * st.f_frsize - int(st.f_blocks * st.f_frsize * free_percent / 100)
+    with filler.open("wb") as f:
+        os.posix_fallocate(f.fileno(), 0, max(size, 1))
+    os.sync()
+    try:
+        yield
+    finally:
+        filler.unlink()
+        os.sync()
+
+
+def served_certificate(port: int) -> bytes:
+    return ssl.PEM_cert_to_DER_cert(ssl.get_server_certificate(("127.0.0.1", port)))
+
+
+@contextlib.contextmanager
+def certificate_expired(stack: ServiceStack) -> Iterator[None]:
+    cert_file, key_file = stack.tls_dir / tls.CERT_FILE, stack.tls_dir / tls.KEY_FILE
+    original = cert_file.read_bytes(), key_file.read_bytes()
+    now = dt.datetime.now(dt.UTC)
+    expired = tls.make_self_signed(f"{stack.hostname}.{stack.domain}", not_before=now - dt.timedelta(days=30),
+                                   not_after=now - dt.timedelta(days=1))
+
+    def serve(cert: bytes, key: bytes) -> None:
+        tls.install(stack.tls_dir, cert, key)
+        stack.reload("nginx")
+        wanted = x509.load_pem_x509_certificate(cert).fingerprint(hashes.SHA256())
+
+        def serving() -> bool:
+            return x509.load_der_x509_certificate(served_certificate(
+                stack.ports["https"])).fingerprint(hashes.SHA256()) == wanted
+
+        # After a reload the old workers may still take a connection or two: wait until
+        # several in a row get the new certificate.
+        wait_for("nginx serving the new certificate", lambda: all(serving() for _ in range(5)))
+
+    try:
+        serve(*expired)
+        yield
+    finally:
+        serve(*original)
+
+
+def _service_faults() -> list[Fault]:
+    probe_of = {"nginx": "web", "postfix": "mail", "dovecot": "mail", "postgresql": "database",
+                "samba": "files"}
+    faults = []
+    for service, probe in probe_of.items():
+        faults.append(Fault(f"{service}-stopped", probe, functools.partial(stopped, service=service)))
+        faults.append(Fault(f"{service}-hung", probe, functools.partial(hung, service=service)))
+    return faults
+
+
+FAULTS: tuple[Fault, ...] = (
+    *_service_faults(),
+    Fault("canary-changed", "web", canary_changed),
+    Fault("mail-never-delivered", "mail", mail_never_delivered),
+    Fault("db-password-changed", "database", db_password_changed),
+    Fault("share-read-only", "files", share_read_only),
+    Fault("disk-nearly-full", "disk-space", disk_nearly_full),
+    Fault("certificate-expired", "web", certificate_expired),
+)
