@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from atlas_services import paths, settings
+from atlas_services import paths
 from atlas_services.errors import EXIT_FAILED, EXIT_OK, Refused
 from atlas_services.store.config import ConfigStore
 from atlas_services.sync import client, drift, runner, secondary, serve, state
@@ -24,13 +24,10 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-# A failed attempt is retried after this long, whatever the interval (the timer ticks each minute).
-RETRY_AFTER_S = 60
-
 SYNC_EPILOG = """\
 The secondary pulls from the primary over SSH with the cluster's sync key (from the data
 set), the primary's host key pinned; atlas-sync.timer runs it on the secondary every
-sync_interval_s seconds (atlas.json, default 300).
+sync_interval_s seconds (atlas.json, default 300) after the previous sync ended.
 exit codes: 0 ok, 1 the sync failed (the status says why; the last good state is kept),
             2 refused (e.g. this server is not the secondary).
 examples:
@@ -142,15 +139,6 @@ def _target(args: argparse.Namespace) -> client.Target:
     return client.target_from_dataset(args.data_root, address=address, port=port)
 
 
-def is_due(s: state.SyncState, interval_s: int, at: datetime) -> bool:
-    """Whether the timer's tick should sync now: never synced, the interval has passed since
-    the last attempt, or the last attempt failed and a minute has passed."""
-    if s.last_attempt is None:
-        return True
-    elapsed = (at - state.parse_time(s.last_attempt)).total_seconds()
-    return elapsed >= interval_s or (s.status != "ok" and elapsed >= min(RETRY_AFTER_S, interval_s))
-
-
 def _apply_hook(apply_root: Path | None) -> secondary.Hooks:
     if apply_root is None:
         return secondary.Hooks()
@@ -171,13 +159,10 @@ def sync_command(args: argparse.Namespace) -> int:
         raise Refused("say what to do: 'atlas sync --now' or 'atlas sync status'")
     role = _role(args.role_file)
     if role != "secondary":
-        message = (f"this server is {role}, not the secondary: the Synchronizer pulls on the secondary"
-                   if role in ("primary", "standby", "refused") else
-                   f"this server's role is {role} ({args.role_file}): the Synchronizer runs on the secondary")
-        if args.if_due:
-            logger.info("%s; nothing to do", message)
-            return EXIT_OK
-        raise Refused(message)
+        raise Refused(f"this server is {role}, not the secondary: the Synchronizer pulls on the secondary"
+                      if role in ("primary", "standby", "refused") else
+                      f"this server's role is {role} ({args.role_file}): the Synchronizer runs on "
+                      "the secondary")
     target = _target(args)
     layout = _layout(args)
     if args.check:
@@ -187,11 +172,6 @@ def sync_command(args: argparse.Namespace) -> int:
         else:
             _print_check(report)
         return EXIT_OK
-    if args.if_due:
-        interval = settings.load(args.settings).sync_interval_s
-        if not is_due(state.read(layout.state_file), interval, datetime.now(UTC)):
-            logger.debug("not due yet (interval %d s)", interval)
-            return EXIT_OK
     result = runner.run(target, layout, _apply_hook(args.apply_root))
     if args.json:
         print(json.dumps(result.to_json(), indent=2))
@@ -286,7 +266,6 @@ def _hidden_paths(parser: argparse.ArgumentParser, *, serving: bool) -> None:
     parser.add_argument("--state", type=Path, default=paths.SYNC_STATE, help=hide)
     parser.add_argument("--staged-dir", type=Path, default=paths.SYNC_STAGED, help=hide)
     parser.add_argument("--peer-results", type=Path, default=paths.PEER_VERIFY_RESULTS, help=hide)
-    parser.add_argument("--settings", type=Path, default=paths.SETTINGS_FILE, help=hide)
     parser.add_argument("--apply-root", type=Path, default=None, help=hide)
 
 
@@ -298,7 +277,6 @@ def register(commands: Subparsers) -> None:
     parser.add_argument("--now", action="store_true", help="sync now")
     parser.add_argument("--check", action="store_true",
                         help="with --now: only compare and show what a sync would do")
-    parser.add_argument("--if-due", action="store_true", help=argparse.SUPPRESS)  # the timer's tick
     parser.add_argument("--primary", metavar="ADDRESS[:PORT]",
                         help="connect here instead of the primary's address (its host key stays pinned)")
     parser.add_argument("--json", action="store_true", help="print machine-readable JSON")

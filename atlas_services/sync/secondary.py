@@ -35,8 +35,15 @@ def default_apply_config(store: ConfigStore, generation: int) -> str:
 
     result = apply.apply(store, generation)
     changed = len(result.changed) + len(result.removed)
+    units = any(p.startswith("etc/systemd/") for p in result.changed + result.removed)
+    if units and apply.default_manager() is not None:
+        # Rendered unit drop-ins (this timer's own period, the Verifier's) count after a reload.
+        import pydbus
+
+        pydbus.SystemBus().get("org.freedesktop.systemd1").Reload()
     return (f"applied generation {generation}: {changed} file(s) changed"
-            + (f", reloaded {', '.join(result.services)}" if result.services else ""))
+            + (f", reloaded {', '.join(result.services)}" if result.services else "")
+            + (", systemd reloaded its units" if units else ""))
 
 
 def default_verify_setup(command: Path = paths.ATLAS_COMMAND) -> HookResult:

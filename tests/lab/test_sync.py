@@ -13,6 +13,7 @@ import time
 from collections.abc import Iterator
 
 import pytest
+
 from atlaslab import cluster
 from atlaslab.machine import BuiltImage, Lab, Machine
 

@@ -301,7 +301,6 @@ class Pair:
              "--staged-dir", str(lay.staged_dir), "--peer-results", str(lay.peer_results),
              "--data-root", str(s.data), "--role-file", str(s.role_file),
              "--system-root", str(lay.system_root), "--apply-root", str(self.tmp / "secondary-etc"),
-             "--settings", str(self.tmp / "no-settings.json"),
              *(() if "--primary" in args else ("--primary", f"127.0.0.1:{self.sshd.port}")), *args],
             capture_output=True, text=True, check=False, cwd=REPO, env={**os.environ, **(env or {})},
             timeout=300)

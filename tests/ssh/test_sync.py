@@ -126,13 +126,3 @@ def test_sync_refuses_to_run_on_the_primary(pair: Pair) -> None:
     assert result.returncode == 2
     assert "not the secondary" in result.stderr
     assert not pair.layout.state_file.exists()
-
-
-def test_the_timer_tick_syncs_only_when_due(pair: Pair) -> None:
-    (pair.tmp / "no-settings.json").write_text('{"sync_interval_s": 3600}\n')
-    ran = pair.cli("--now", "--if-due")
-    assert ran.returncode == 0, ran.stderr  # never synced: due
-    first = state.read(pair.layout.state_file).last_attempt
-    assert first is not None
-    assert pair.cli("--now", "--if-due").returncode == 0  # an hour has not passed
-    assert state.read(pair.layout.state_file).last_attempt == first

@@ -3,14 +3,14 @@ record, the authorized_keys line, when the timer's tick syncs, the status text."
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
 from atlas_services.errors import AtlasError, Refused
 from atlas_services.sync import access, plan, state, transfer
-from atlas_services.sync.cli import format_status, is_due
+from atlas_services.sync.cli import format_status
 from atlas_services.sync.client import Target, classify, ssh_argv
 from atlas_services.sync.drift import DriftClass, DriftItem
 from atlas_services.sync.errors import Kind
@@ -189,17 +189,6 @@ def test_assess_fails_a_stale_sync_and_incompatible_drift() -> None:
                               drift=(DriftItem("package nginx", DriftClass.INCOMPATIBLE, "1.22 vs 1.24"),))
     assert state.assess(drifted, AT, 900)[0] == "failed"
     assert state.assess(state.SyncState(), AT, 900)[0] == "failed"
-
-
-def test_the_timer_tick_syncs_when_due() -> None:
-    def at(minutes_ago: float, status: str = "ok") -> state.SyncState:
-        when = (AT - timedelta(minutes=minutes_ago)).isoformat().replace("+00:00", "Z")
-        return state.SyncState(status=status, last_attempt=when)
-    assert is_due(state.SyncState(), 300, AT)
-    assert not is_due(at(4), 300, AT)
-    assert is_due(at(5), 300, AT)
-    assert is_due(at(1, "failed"), 300, AT)  # a failure is retried after a minute
-    assert not is_due(at(0.5, "failed"), 300, AT)
 
 
 def test_status_text_names_the_error_and_the_incompatibilities() -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import pytest
 
@@ -27,15 +27,22 @@ def test_sync_units_pass_systemd_analyze_verify(tmp_path: Path) -> None:
     assert result.stderr == ""
 
 
-def test_the_timer_ticks_each_minute_for_the_secondary_only() -> None:
+def test_the_timer_runs_on_the_secondary_only_every_five_minutes_by_default() -> None:
     timer = (build.OVERLAYS_DIR / SYSTEM / "atlas-sync.timer").read_text().splitlines()
-    assert "OnUnitInactiveSec=1min" in timer
+    assert "OnUnitInactiveSec=5min" in timer
     assert "WantedBy=atlas-secondary.target" in timer and "PartOf=atlas-secondary.target" in timer
 
 
-def test_the_service_syncs_only_when_due() -> None:
-    service = (build.OVERLAYS_DIR / SYSTEM / "atlas-sync.service").read_text().splitlines()
-    assert "ExecStart=/usr/bin/atlas sync --now --if-due" in service
+def test_the_timer_period_follows_the_setting() -> None:
+    from atlas_services import render
+    from atlas_services.settings import Settings
+
+    templates = build.OVERLAYS_DIR / "usr/lib/atlas/config-default/templates"
+    context = render.standard_context(role="secondary", hostname="shop2", data_root="/srv/atlas",
+                                      settings=Settings(sync_interval_s=120).to_json())
+    files = render.render_tree(templates, context)
+    dropin = files[PurePosixPath("etc/systemd/system/atlas-sync.timer.d/interval.conf")].decode()
+    assert "OnUnitInactiveSec=\nOnUnitInactiveSec=120s" in dropin
 
 
 def test_sshd_reads_the_runtime_authorized_keys() -> None:
