@@ -18,6 +18,7 @@ from atlas_services import paths
 from atlas_services.errors import EXIT_FAILED, EXIT_OK, Refused
 from atlas_services.store.config import ConfigStore
 from atlas_services.sync import client, drift, runner, secondary, serve, state
+from atlas_services.sync.errors import SyncError
 
 if TYPE_CHECKING:
     Subparsers = argparse._SubParsersAction[argparse.ArgumentParser]
@@ -163,8 +164,13 @@ def sync_command(args: argparse.Namespace) -> int:
                       if role in ("primary", "standby", "refused") else
                       f"this server's role is {role} ({args.role_file}): the Synchronizer runs on "
                       "the secondary")
-    target = _target(args)
     layout = _layout(args)
+    try:
+        target = _target(args)
+    except SyncError as err:
+        if not args.check:
+            runner.record_failure(layout, err)
+        raise
     if args.check:
         report = runner.check(target, layout)
         if args.json:

@@ -25,6 +25,7 @@ class Kind(str, Enum):
     VERIFY_SETUP_FAILED = "verify-setup-failed"
     NOT_SECONDARY = "not-secondary"  # this server is not the secondary
     SETUP = "setup"  # missing data set, store or key on this server
+    LOCAL_FAILED = "local-failed"  # a step on this server failed otherwise
 
 
 class SyncError(AtlasError):

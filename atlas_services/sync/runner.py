@@ -36,8 +36,7 @@ from atlas_services.sync.secondary import Hooks
 logger = logging.getLogger(__name__)
 
 # After one of these, nothing else can be asked of the primary.
-FATAL = {Kind.UNREACHABLE, Kind.HOST_KEY, Kind.AUTH, Kind.TRANSPORT, Kind.NOT_PRIMARY, Kind.SETUP,
-         Kind.BAD_REPLY}
+FATAL = {Kind.UNREACHABLE, Kind.HOST_KEY, Kind.AUTH, Kind.TRANSPORT, Kind.NOT_PRIMARY}
 _NUMBER = re.compile(r"[1-9][0-9]*")
 
 
@@ -63,8 +62,8 @@ def _local_error(err: Exception, step: str) -> SyncError:
         return SyncError(Kind.DISK_FULL, f"{step}: the secondary's disk is full ({err})",
                          "free space under /var/lib/atlas; the last good state is kept")
     if isinstance(err, AtlasError):
-        return SyncError(Kind.SETUP, f"{step}: {err.what}", err.hint)
-    return SyncError(Kind.RECEIVE_FAILED, f"{step}: {err}")
+        return SyncError(Kind.LOCAL_FAILED, f"{step}: {err.what}", err.hint)
+    return SyncError(Kind.LOCAL_FAILED, f"{step}: {err}")
 
 
 @dataclass
@@ -206,9 +205,12 @@ class Session:
         expected = next(v for v in self.remote.modules[step.module].versions if v.version == step.version)
         try:
             _check_module(path, step.module, step.version, expected.manifest_sha256)
-        except AtlasError:
+        except AtlasError as err:
             subvol.delete(path)
-            raise
+            if isinstance(err, SyncError):
+                raise
+            raise SyncError(Kind.CORRUPT_STREAM, f"module {step.module} {step.version} arrived "
+                            f"damaged: {err.what}", "the next sync fetches it again") from None
 
     def selections(self) -> None:
         assert self.remote is not None
@@ -273,8 +275,7 @@ class Session:
 
     def run(self) -> None:
         self.step("recovery", self.recover)
-        self.step("hello", self.hello)
-        if not self.step("list", self.list_stores):
+        if not self.step("hello", self.hello) or not self.step("list", self.list_stores):
             return
         self.step("configuration", self.config)
         self.step("modules", self.modules)
@@ -386,6 +387,24 @@ def run(target: Target, layout: Layout = DEFAULT_LAYOUT, hooks: Hooks = DEFAULT_
             state.write(result, layout.state_file)
         except OSError as err:
             logger.error("could not record the sync in %s: %s", layout.state_file, err)
+    _log(result)
+    return result
+
+
+def record_failure(layout: Layout, error: SyncError) -> state.SyncState:
+    """Record an attempt that failed before it could start (no data set, no key): the
+    Verifier sees the attempt, the status says why."""
+    try:
+        previous = state.read(layout.state_file)
+    except AtlasError:
+        previous = state.SyncState()
+    when = state.now()
+    result = replace(previous, status="failed", last_attempt=when, last_error=str(error),
+                     error_kind=error.kind.value, notes=(), duration_s=0.0)
+    try:
+        state.write(result, layout.state_file)
+    except OSError as err:
+        logger.error("could not record the sync in %s: %s", layout.state_file, err)
     _log(result)
     return result
 

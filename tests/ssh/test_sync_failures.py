@@ -171,3 +171,14 @@ def test_a_full_disk_on_the_secondary_keeps_the_last_good_state(pair: Pair) -> N
     filler.unlink()
     subvol.sync(pair.secondary.root)
     assert_in_sync(pair)
+
+
+def test_a_secondary_without_its_data_set_records_why(pair: Pair, tmp_path: Path) -> None:
+    empty = tmp_path / "no-data-set"
+    empty.mkdir()
+    result = pair.cli("--data-root", str(empty), "--now")
+    assert result.returncode == 1
+    assert "no data set" in result.stderr
+    recorded = state.read(pair.layout.state_file)
+    assert recorded.status == "failed" and recorded.error_kind == Kind.SETUP.value
+    assert recorded.last_attempt is not None
