@@ -16,11 +16,15 @@ from typing import TYPE_CHECKING
 
 from atlas_services import paths
 from atlas_services.errors import EXIT_FAILED, EXIT_OK, Refused
-from atlas_services.store.config import ConfigStore
-from atlas_services.sync import client, drift, runner, secondary, serve, state
+from atlas_services.sync import drift, state
 from atlas_services.sync.errors import SyncError
 
+# The puller's machinery (runner, client, transfer) loads only for `atlas sync`: the
+# primary's forced command, run for every request, stays small and starts fast.
 if TYPE_CHECKING:
+    from atlas_services.store.config import ConfigStore
+    from atlas_services.sync import client, runner, secondary
+
     Subparsers = argparse._SubParsersAction[argparse.ArgumentParser]
 
 logger = logging.getLogger(__name__)
@@ -111,6 +115,8 @@ def format_status(s: state.SyncState, at: datetime) -> str:
 
 
 def _layout(args: argparse.Namespace) -> runner.Layout:
+    from atlas_services.sync import runner
+
     return runner.Layout(config_store=args.config_store, module_store=args.module_store,
                          formats_file=args.formats_file, state_file=args.state,
                          lock_file=args.state.parent / paths.SYNC_LOCK.name, staged_dir=args.staged_dir,
@@ -137,10 +143,14 @@ def _target(args: argparse.Namespace) -> client.Target:
         if not port_text.isdigit() or not 0 < int(port_text) < 65536 or not address:
             raise Refused(f"--primary {args.primary!r} is not ADDRESS[:PORT]")
         port = int(port_text)
+    from atlas_services.sync import client
+
     return client.target_from_dataset(args.data_root, address=address, port=port)
 
 
 def _apply_hook(apply_root: Path | None) -> secondary.Hooks:
+    from atlas_services.sync import secondary
+
     if apply_root is None:
         return secondary.Hooks()
     root: Path = apply_root
@@ -164,6 +174,8 @@ def sync_command(args: argparse.Namespace) -> int:
                       if role in ("primary", "standby", "refused") else
                       f"this server's role is {role} ({args.role_file}): the Synchronizer runs on "
                       "the secondary")
+    from atlas_services.sync import runner
+
     layout = _layout(args)
     try:
         target = _target(args)
@@ -247,6 +259,8 @@ def _serve_logging() -> None:
 
 
 def serve_command(args: argparse.Namespace) -> int:
+    from atlas_services.sync import serve
+
     _serve_logging()
     layout = serve.ServeLayout(config_store=args.config_store, module_store=args.module_store,
                                results_file=args.results, data_root=args.data_root,
