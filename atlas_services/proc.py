@@ -12,7 +12,7 @@ import subprocess
 import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from atlas_services.errors import AtlasError
 
@@ -59,6 +59,28 @@ def _not_found(argv: Argv, hint: str | None) -> CommandFailed:
     return CommandFailed(argv, "was not found", hint=hint or "run ci/setup to install the host tools")
 
 
+def _complete(argv: Argv, input: str | bytes | None, text: bool,
+              env: Mapping[str, str] | None, cwd: Path | None, timeout: float | None,
+              hint: str | None) -> subprocess.CompletedProcess[Any]:
+    log.debug("$ %s", shlex.join(str(a) for a in argv))
+    try:
+        return subprocess.run(
+            [str(a) for a in argv],
+            input=input,
+            stdin=None if input is not None else subprocess.DEVNULL,
+            capture_output=True,
+            text=text,
+            env=clean_env(env),
+            cwd=cwd,
+            timeout=timeout,
+            check=False,
+        )
+    except FileNotFoundError:
+        raise _not_found(argv, hint) from None
+    except subprocess.TimeoutExpired:
+        raise CommandFailed(argv, f"did not finish within {timeout:g} s", hint=hint) from None
+
+
 def run(
     argv: Argv,
     *,
@@ -74,24 +96,8 @@ def run(
     stdin is /dev/null unless `input` is given. A failure (with `check`) raises
     CommandFailed carrying the last line the program printed on stderr.
     """
-    log.debug("$ %s", shlex.join(str(a) for a in argv))
     data = input.decode() if isinstance(input, bytes) else input
-    try:
-        result = subprocess.run(
-            [str(a) for a in argv],
-            input=data,
-            stdin=None if data is not None else subprocess.DEVNULL,
-            capture_output=True,
-            text=True,
-            env=clean_env(env),
-            cwd=cwd,
-            timeout=timeout,
-            check=False,
-        )
-    except FileNotFoundError:
-        raise _not_found(argv, hint) from None
-    except subprocess.TimeoutExpired:
-        raise CommandFailed(argv, f"did not finish within {timeout:g} s", hint=hint) from None
+    result: subprocess.CompletedProcess[str] = _complete(argv, data, True, env, cwd, timeout, hint)
     if check and result.returncode != 0:
         raise _failure(argv, result.returncode, result.stderr or result.stdout, hint)
     return result
@@ -106,21 +112,8 @@ def run_bytes(
     hint: str | None = None,
 ) -> bytes:
     """Run a program whose stdout is binary (a stream, an archive) and return it."""
-    log.debug("$ %s", shlex.join(str(a) for a in argv))
-    try:
-        result = subprocess.run(
-            [str(a) for a in argv],
-            input=input,
-            stdin=None if input is not None else subprocess.DEVNULL,
-            capture_output=True,
-            env=clean_env(env),
-            timeout=timeout,
-            check=False,
-        )
-    except FileNotFoundError:
-        raise _not_found(argv, hint) from None
-    except subprocess.TimeoutExpired:
-        raise CommandFailed(argv, f"did not finish within {timeout:g} s", hint=hint) from None
+    result: subprocess.CompletedProcess[bytes] = _complete(argv, input, False, env, None,
+                                                           timeout, hint)
     if result.returncode != 0:
         raise _failure(argv, result.returncode, result.stderr.decode(errors="replace"), hint)
     return result.stdout
