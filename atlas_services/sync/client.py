@@ -140,11 +140,15 @@ def classify(target: Target, returncode: int, stderr: str, request: Sequence[str
 class Client:
     """Calls to sync-serve on the primary. With `multiplex`, the first call opens one
     authenticated connection (an ssh control master) that every later call of this sync
-    shares: one key exchange per sync instead of one per call. `close()` ends it."""
+    shares: one key exchange per sync instead of one per call. `close()` ends it.
 
-    def __init__(self, target: Target, *, multiplex: bool = True) -> None:
+    The master's socket lives in `workdir` (emptied first: what a killed sync left there is
+    cleared by the next), else in a new temporary directory."""
+
+    def __init__(self, target: Target, *, multiplex: bool = True, workdir: Path | None = None) -> None:
         self.target = target
         self.multiplex = multiplex
+        self._given_workdir = workdir
         self._workdir: Path | None = None
         self._master: subprocess.Popen[bytes] | None = None
 
@@ -156,7 +160,12 @@ class Client:
         return self._workdir / "control" if self._workdir else None
 
     def _start_master(self) -> None:
-        self._workdir = Path(tempfile.mkdtemp(prefix="atlas-sync-"))
+        if self._given_workdir is not None:
+            shutil.rmtree(self._given_workdir, ignore_errors=True)
+            self._given_workdir.mkdir(mode=0o700, parents=True)
+            self._workdir = self._given_workdir
+        else:
+            self._workdir = Path(tempfile.mkdtemp(prefix="atlas-sync-"))
         control, log_file = self._workdir / "control", self._workdir / "master.log"
         self._master = proc.spawn(ssh_argv(self.target, [], control=control, master=True),
                                   log_file=log_file, die_with_parent=True,

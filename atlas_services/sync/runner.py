@@ -378,7 +378,8 @@ def run(target: Target, layout: Layout = DEFAULT_LAYOUT, hooks: Hooks = DEFAULT_
             state.write(attempt, layout.state_file)
         except OSError as err:  # a full disk must not stop the sync from cleaning up
             logger.warning("could not record the start of the sync in %s: %s", layout.state_file, err)
-        with Client(target) as the_client:
+        # Under the sync lock, so the connection's directory is this sync's alone.
+        with Client(target, workdir=layout.lock_file.parent / "connection") as the_client:
             session = Session(the_client, layout, hooks, attempt)
             with contextlib.suppress(SyncError):  # recorded in session.errors
                 session.run()

@@ -47,6 +47,7 @@ def test_a_sync_killed_midstream_keeps_the_last_good_state_and_the_next_complete
     assert state.read(pair.layout.state_file).last_success == before.last_success
     assert pair.cli("status").stdout.startswith("sync      interrupted — last success")
     assert_in_sync(pair)
+    assert not (pair.layout.lock_file.parent / "connection").exists()  # the next sync cleared it
 
 
 def test_a_first_sync_killed_while_replacing_a_generation_puts_it_back(pair: Pair) -> None:
@@ -105,9 +106,7 @@ def test_a_stream_from_an_unknown_parent_is_refused_and_leaves_nothing(pair: Pai
     assert pair.sync().status == "ok"
     subvol.delete(pair.secondary.config.generations_dir / "3")
     subvol.delete(pair.secondary.config.generations_dir / "2")
-    client = Client(pair.target)
-
-    with pytest.raises(SyncError) as caught:
+    with Client(pair.target) as client, pytest.raises(SyncError) as caught:
         transfer.fetch(client, ["send-config", "3", "2"], pair.secondary.config.generations_dir, "3",
                        incremental=True)
 
