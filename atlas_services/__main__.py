@@ -19,6 +19,8 @@ COMMANDS = {
     "config": "atlas_services.store.cli",
     "module": "atlas_services.store.cli",
     "verify": "atlas_services.verify.cli",
+    "sync": "atlas_services.sync.cli",
+    "sync-serve": "atlas_services.sync.cli",
 }
 
 EPILOG = """\
@@ -32,6 +34,7 @@ examples:
   atlas config log
   atlas module list
   atlas verify --now
+  atlas sync status
 """
 
 

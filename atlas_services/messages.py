@@ -17,3 +17,11 @@ VERIFY_PROBE_DEGRADED = "b6815231c14846e4bef74e792ba42365"
 VERIFY_PROBE_FAILED = "b03b0b5a4fc54b25be40ddfb64b6d406"
 # Verifier: the administrator could not be told about a change by mail.
 VERIFY_NOTIFY_FAILED = "c8d2e59e27b0489f93b06a50370944ef"
+
+# Synchronizer.
+SYNC_OK = "8fb57a2571954555b9b533a085495716"
+SYNC_FAILED = "a51b48478d7345a2a48b705039e71c72"
+# The primary's host key did not match the one pinned on the data set: possible impostor.
+SYNC_IMPOSTOR = "72cf02dfc3f24cf0a982bf2d37babd22"
+# `atlas sync-serve` refused a request (a shell command, another verb, a bad argument).
+SYNC_SERVE_REFUSED = "51367703ac72493d89245a69ef280cfc"

@@ -29,6 +29,10 @@ MODULE_STORE = STATE_DIR / "modules"
 FORMATS_FILE = STATE_DIR / "formats.json"
 SYNC_DIR = STATE_DIR / "sync"
 SYNC_STATE = SYNC_DIR / "state.json"
+SYNC_LOCK = SYNC_DIR / ".lock"
+# One file per module whose update is staged on this server (content: the staged version):
+# the Synchronizer does not mirror the primary's selection of such a module (see updates).
+SYNC_STAGED = SYNC_DIR / "staged"
 VERIFY_DIR = STATE_DIR / "verify"
 VERIFY_LATEST = VERIFY_DIR / "latest.json"  # the last cycle (also what the peer is sent)
 VERIFY_HISTORY = VERIFY_DIR / "history.jsonl"  # the last cycles, one JSON object a line
@@ -44,6 +48,12 @@ PEER_VERIFY_RESULTS = SYNC_DIR / "peer-verify.json"
 # Runtime.
 RUN_DIR = Path("/run/atlas")
 ROLE_FILE = RUN_DIR / "role.json"
+# sshd's extra AuthorizedKeysFile (/etc/ssh/sshd_config.d/atlas-sync.conf names it with %u):
+# on the primary it lets the cluster's sync key in, restricted to `atlas sync-serve`.
+AUTHORIZED_KEYS_DIR = RUN_DIR / "authorized_keys"
+
+# The `atlas` launcher (runs the selected atlas_services version).
+ATLAS_COMMAND = Path("/usr/bin/atlas")
 
 # Prometheus node-exporter's textfile collector directory (Debian's default).
 TEXTFILE_DIR = Path("/var/lib/prometheus/node-exporter")
@@ -55,6 +65,8 @@ DATASET_META = ".atlas"  # relative to the data set's root
 VOLUME_FILE = "volume.json"  # in DATASET_META
 SECRETS_DIR = "secrets"  # in DATASET_META, mode 0700
 DATASET_CONFIG = "config"  # in DATASET_META: copies of committed config generations
+# dpkg's database, relative to a system root (the Synchronizer's environment manifest).
+DPKG_ADMINDIR = "var/lib/dpkg"
 DATASET_TLS = "tls"  # in SECRETS_DIR: the role's certificate (cert.pem, key.pem)
 VERIFIER_ACCOUNT = "verifier.json"  # in SECRETS_DIR: the verifier's credentials
 SAMBA_PASSDB = "samba/passdb.tdb"  # in SECRETS_DIR: SMB accounts follow the data set

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import logging
 import os
 import shlex
 import signal
 import subprocess
+import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from atlas_services.errors import AtlasError
 
@@ -211,3 +213,109 @@ def terminate(child: subprocess.Popen[bytes], grace: float = 10) -> None:
             return
         except subprocess.TimeoutExpired:
             continue
+
+
+def run_to_fd(
+    argv: Argv,
+    *,
+    stdout: int,
+    env: Mapping[str, str] | None = None,
+    timeout: float | None = None,
+    hint: str | None = None,
+) -> None:
+    """Run a program whose output goes straight to an open file descriptor (a btrfs stream
+    to a peer, say) without passing through Python; stderr is kept for the error report."""
+    log.debug("$ %s >&%d", shlex.join(str(a) for a in argv), stdout)
+    try:
+        result = subprocess.run(
+            [str(a) for a in argv],
+            stdin=subprocess.DEVNULL,
+            stdout=stdout,
+            stderr=subprocess.PIPE,
+            env=clean_env(env),
+            timeout=timeout,
+            check=False,
+        )
+    except FileNotFoundError:
+        raise _not_found(argv, hint) from None
+    except subprocess.TimeoutExpired:
+        raise CommandFailed(argv, f"did not finish within {timeout:g} s", hint=hint) from None
+    if result.returncode != 0:
+        raise _failure(argv, result.returncode, result.stderr.decode(errors="replace"), hint)
+
+
+class Started:
+    """A program started with `start`: the caller feeds its stdin or reads its stdout, then
+    calls `finish`. stderr goes to an unnamed temporary file, so a chatty child can never
+    block on a full pipe nobody reads."""
+
+    def __init__(self, argv: Argv, child: subprocess.Popen[bytes], stderr: IO[bytes]) -> None:
+        self.argv = [str(a) for a in argv]
+        self.child = child
+        self._stderr = stderr
+
+    @property
+    def stdin(self) -> IO[bytes]:
+        assert self.child.stdin is not None, "started without stdin=PIPE"
+        return self.child.stdin
+
+    @property
+    def stdout(self) -> IO[bytes]:
+        assert self.child.stdout is not None, "started without stdout=PIPE"
+        return self.child.stdout
+
+    def finish(self, timeout: float | None = None) -> int:
+        """Wait for the program (killing it after `timeout` s) and return its exit code."""
+        for stream in (self.child.stdin, self.child.stdout):
+            if stream is not None and not stream.closed:
+                with contextlib.suppress(OSError):
+                    stream.close()
+        try:
+            return self.child.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            return self.child.wait()
+
+    def kill(self) -> None:
+        if self.child.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                self.child.kill()
+
+    def stderr(self) -> str:
+        self._stderr.seek(0)
+        return self._stderr.read().decode(errors="replace")
+
+    def close(self) -> None:
+        self.kill()
+        self.finish()
+        self._stderr.close()
+
+    def failure(self, hint: str | None = None) -> CommandFailed:
+        """The CommandFailed this program's exit would raise (after `finish`)."""
+        return _failure(self.argv, self.child.returncode, self.stderr(), hint)
+
+
+def start(
+    argv: Argv,
+    *,
+    stdin: int | IO[bytes] | None = None,
+    stdout: int | IO[bytes] | None = None,
+    env: Mapping[str, str] | None = None,
+    hint: str | None = None,
+) -> Started:
+    """Start a program whose stdin and/or stdout the caller connects (subprocess.PIPE, a file
+    or another program's pipe); stdin defaults to /dev/null, stdout to a pipe."""
+    log.debug("$ %s |", shlex.join(str(a) for a in argv))
+    stderr = tempfile.TemporaryFile()  # noqa: SIM115 (Started owns and closes it)
+    try:
+        child = subprocess.Popen(
+            [str(a) for a in argv],
+            stdin=subprocess.DEVNULL if stdin is None else stdin,
+            stdout=subprocess.PIPE if stdout is None else stdout,
+            stderr=stderr,
+            env=clean_env(env),
+        )
+    except FileNotFoundError:
+        stderr.close()
+        raise _not_found(argv, hint) from None
+    return Started(argv, child, stderr)

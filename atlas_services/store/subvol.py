@@ -115,6 +115,15 @@ def uuid(path: Path) -> str:
     return bytes(info.uuid).hex()
 
 
+def stream_identity(path: Path) -> str:
+    """The UUID a `btrfs send` of this subvolume carries and `btrfs receive` finds parents by:
+    its received UUID when it was itself received, else its own. Two copies with the same
+    identity hold the same version, so either can be the parent of an incremental stream."""
+    info = _btrfsutil().subvolume_info(str(path))
+    received = bytes(info.received_uuid)
+    return (received if any(received) else bytes(info.uuid)).hex()
+
+
 def send_to_file(subvolume: Path, stream: Path, parent: Path | None = None) -> None:
     """Write a `btrfs send` stream of a read-only subvolume (incremental against `parent`)."""
     argv: list[str | os.PathLike[str]] = ["btrfs", "send", "-q", "-f", stream]

@@ -93,13 +93,13 @@ STORE_FS_SIZE = "256M"  # mkfs.btrfs needs a little over 100 MiB for its default
 
 
 @contextlib.contextmanager
-def loop_btrfs(label: str) -> Iterator[Path]:
+def loop_btrfs(label: str, size: str = STORE_FS_SIZE) -> Iterator[Path]:
     """A freshly made btrfs on a loop device, mounted; unmounted and detached afterwards."""
     with tempfile.TemporaryDirectory(prefix=f"atlas-{label}-") as tmp:
         image = Path(tmp) / "disk.img"
         mountpoint = Path(tmp) / "mnt"
         mountpoint.mkdir()
-        subprocess.run(["truncate", "-s", STORE_FS_SIZE, str(image)], check=True)
+        subprocess.run(["truncate", "-s", size, str(image)], check=True)
         device = subprocess.run(["losetup", "--find", "--show", str(image)], check=True,
                                 capture_output=True, text=True).stdout.strip()
         mounted = False

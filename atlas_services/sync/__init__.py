@@ -1,0 +1,1 @@
+"""The Sentry Synchronizer (design §5): the secondary pulls the primary's environment over SSH."""

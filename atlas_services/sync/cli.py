@@ -1,0 +1,316 @@
+"""`atlas sync --now | status` on the secondary and `atlas sync-serve` (the primary's forced
+command for the sync key)."""
+
+from __future__ import annotations
+
+import argparse
+import fcntl
+import json
+import logging
+import os
+import sys
+from dataclasses import replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from atlas_services import paths
+from atlas_services.errors import EXIT_FAILED, EXIT_OK, Refused
+from atlas_services.sync import drift, state
+from atlas_services.sync.errors import SyncError
+
+# The puller's machinery (runner, client, transfer) loads only for `atlas sync`: the
+# primary's forced command, run for every request, stays small and starts fast.
+if TYPE_CHECKING:
+    from atlas_services.store.config import ConfigStore
+    from atlas_services.sync import client, runner, secondary
+
+    Subparsers = argparse._SubParsersAction[argparse.ArgumentParser]
+
+logger = logging.getLogger(__name__)
+
+SYNC_EPILOG = """\
+The secondary pulls from the primary over SSH with the cluster's sync key (from the data
+set), the primary's host key pinned; atlas-sync.timer runs it on the secondary every
+sync_interval_s seconds (atlas.json, default 300) after the previous sync ended.
+exit codes: 0 ok, 1 the sync failed (the status says why; the last good state is kept),
+            2 refused (e.g. this server is not the secondary).
+examples:
+  atlas sync --now
+  atlas sync --now --check          # what a sync would fetch, and the drift; changes nothing
+  atlas sync status
+  atlas sync status --json
+"""
+
+SERVE_EPILOG = """\
+Not for interactive use: sshd runs it on the primary for the sync key (forced command)
+and it answers only: hello, list, manifest, results, send-config GEN [PARENT],
+send-module NAME VERSION [PARENT]; anything else is refused and logged.
+"""
+
+
+# ---------------------------------------------------------------- the status text
+
+
+def _ago(when: str | None, at: datetime) -> str:
+    if when is None:
+        return "never"
+    seconds = int((at - state.parse_time(when)).total_seconds())
+    if seconds < 120:
+        span = f"{seconds} s"
+    elif seconds < 7200:
+        span = f"{seconds // 60} min"
+    elif seconds < 2 * 86400:
+        span = f"{seconds // 3600} h"
+    else:
+        span = f"{seconds // 86400} days"
+    return f"{when} ({span} ago)"
+
+
+def _generations(numbers: tuple[int, ...]) -> str:
+    if not numbers:
+        return "none"
+    return f"newest {numbers[-1]} ({len(numbers)} generation{'s' if len(numbers) != 1 else ''})"
+
+
+def _size(n: int) -> str:
+    for unit in ("bytes", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
+        n /= 1024  # type: ignore[assignment]
+    return str(n)
+
+
+def format_status(s: state.SyncState, at: datetime) -> str:
+    headline = (f" — last success {_ago(s.last_success, at)}" if s.status != "never"
+                else ": this server has not synchronized yet")
+    rows = [("sync", s.status + headline),
+            ("last try", _ago(s.last_attempt, at)
+             + (f", took {s.duration_s:.1f} s" if s.last_attempt else ""))]
+    if s.error_kind or s.last_error:
+        rows.append(("error", f"[{s.error_kind}] {s.last_error}"))
+    if s.peer:
+        rows.append(("primary", s.peer))
+    rows.append(("config", f"primary {_generations(s.primary_generations)}; secondary "
+                 f"{_generations(s.secondary_generations)}; applied {s.applied_generation or '-'}"))
+    for name in sorted(s.primary_modules.keys() | s.secondary_modules.keys()):
+        theirs, ours = s.primary_modules.get(name), s.secondary_modules.get(name)
+        rows.append(("module", f"{name}: selected {theirs.selected if theirs else '-'} on the primary, "
+                     f"{ours.selected if ours else '-'} here"))
+    rows.append(("transfer", f"{s.transfer.streams} stream(s), {_size(s.transfer.bytes)} in "
+                 f"{s.transfer.seconds:.1f} s"))
+    counts = drift.summary(list(s.drift))
+    rows.append(("drift", ", ".join(f"{n} {c}" for c, n in counts.items() if n) or "not checked yet"))
+    width = max(len(k) for k, _ in rows)
+    lines = [f"{k.ljust(width)}  {v}" for k, v in rows]
+    marks = {drift.DriftClass.INCOMPATIBLE: "!", drift.DriftClass.COMPATIBLE: "~"}
+    for item in sorted(s.drift, key=lambda d: d.klass is not drift.DriftClass.INCOMPATIBLE):
+        if item.klass in marks:
+            lines.append(f"  {marks[item.klass]} {item.klass.value:<12} {item.item}: {item.reason}")
+    lines += [f"  note: {note}" for note in s.notes]
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------- atlas sync
+
+
+def _layout(args: argparse.Namespace) -> runner.Layout:
+    from atlas_services.sync import runner
+
+    return runner.Layout(config_store=args.config_store, module_store=args.module_store,
+                         formats_file=args.formats_file, state_file=args.state,
+                         lock_file=args.state.parent / paths.SYNC_LOCK.name, staged_dir=args.staged_dir,
+                         peer_results=args.peer_results, data_root=args.data_root,
+                         system_root=args.system_root)
+
+
+def _role(role_file: Path) -> str:
+    try:
+        role = json.loads(role_file.read_text()).get("role")
+    except FileNotFoundError:
+        return "unknown"
+    except (OSError, ValueError, AttributeError):
+        return "unreadable"
+    return role if isinstance(role, str) else "unknown"
+
+
+def _target(args: argparse.Namespace) -> client.Target:
+    address, port = None, 22
+    if args.primary:
+        address, sep, port_text = args.primary.rpartition(":")
+        if not sep:
+            address, port_text = args.primary, "22"
+        if not port_text.isdigit() or not 0 < int(port_text) < 65536 or not address:
+            raise Refused(f"--primary {args.primary!r} is not ADDRESS[:PORT]")
+        port = int(port_text)
+    from atlas_services.sync import client
+
+    return client.target_from_dataset(args.data_root, address=address, port=port)
+
+
+def _apply_hook(apply_root: Path | None) -> secondary.Hooks:
+    from atlas_services.sync import secondary
+
+    if apply_root is None:
+        return secondary.Hooks()
+    root: Path = apply_root
+
+    def apply_under(store: ConfigStore, generation: int) -> str:
+        from atlas_services.store import apply
+
+        result = apply.apply(store, generation, target_root=root)
+        return f"applied generation {generation} under {root}: {len(result.changed)} file(s) changed"
+    return secondary.Hooks(apply_config=apply_under)
+
+
+def sync_command(args: argparse.Namespace) -> int:
+    if args.verb == "status":
+        return status_command(args)
+    if not args.now:
+        raise Refused("say what to do: 'atlas sync --now' or 'atlas sync status'")
+    role = _role(args.role_file)
+    if role != "secondary":
+        raise Refused(f"this server is {role}, not the secondary: the Synchronizer pulls on the secondary"
+                      if role in ("primary", "standby", "refused") else
+                      f"this server's role is {role} ({args.role_file}): the Synchronizer runs on "
+                      "the secondary")
+    from atlas_services.sync import runner
+
+    layout = _layout(args)
+    try:
+        target = _target(args)
+    except SyncError as err:
+        if not args.check:
+            runner.record_failure(layout, err)
+        raise
+    if args.check:
+        report = runner.check(target, layout)
+        if args.json:
+            print(json.dumps(report.to_json(), indent=2))
+        else:
+            _print_check(report)
+        return EXIT_OK
+    result = runner.run(target, layout, _apply_hook(args.apply_root))
+    if args.json:
+        print(json.dumps(result.to_json(), indent=2))
+    else:
+        print(format_status(result, datetime.now(UTC)))
+    return EXIT_OK if result.status == "ok" else EXIT_FAILED
+
+
+def _print_check(report: runner.CheckReport) -> None:
+    fetch = ", ".join(f"{f.number}" + (f" (on {f.parent})" if f.parent else " (full)")
+                      for f in report.config.fetch)
+    print(f"generations to fetch: {fetch or 'none'}")
+    if report.config.superseded:
+        print(f"generations superseded: {', '.join(map(str, report.config.superseded))}")
+    print("module versions to fetch: "
+          + (", ".join(f"{m.module} {m.version}" for m in report.modules) or "none"))
+    selections = ", ".join(f"{s.module} {s.version}" for s in report.selections)
+    print(f"selections to make: {selections or 'none'}")
+    for item in report.drift:
+        print(f"  {item.klass.value:<12} {item.item}: {item.reason}")
+
+
+def _still_running(lock_file: Path) -> bool:
+    """Whether a sync holds the lock now (a record saying "running" without one was killed)."""
+    try:
+        fd = os.open(lock_file, os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+    return False
+
+
+def status_command(args: argparse.Namespace) -> int:
+    current = state.read(args.state)
+    if args.json:
+        print(json.dumps(current.to_json(), indent=2))
+        return EXIT_OK
+    if current.status == "running" and not _still_running(args.state.parent / paths.SYNC_LOCK.name):
+        current = replace(current, status="interrupted",
+                          notes=("the last sync was killed before it finished; the next one cleans up "
+                                 "after it", *current.notes))
+    print(format_status(current, datetime.now(UTC)))
+    return EXIT_OK
+
+
+# ---------------------------------------------------------------- atlas sync-serve
+
+
+def _serve_logging() -> None:
+    """The channel's stderr goes back to the client: log to the journal where there is one,
+    and only warnings to stderr elsewhere."""
+    root = logging.getLogger()
+    if Path("/run/systemd/journal/socket").exists():
+        try:
+            from systemd import journal
+        except ImportError:
+            pass
+        else:
+            root.handlers[:] = [journal.JournalHandler(SYSLOG_IDENTIFIER="atlas-sync-serve")]
+            return
+    root.setLevel(logging.WARNING)
+
+
+def serve_command(args: argparse.Namespace) -> int:
+    from atlas_services.sync import serve
+
+    _serve_logging()
+    layout = serve.ServeLayout(config_store=args.config_store, module_store=args.module_store,
+                               results_file=args.results, data_root=args.data_root,
+                               role_file=args.role_file, system_root=args.system_root)
+    return serve.serve(os.environ.get("SSH_ORIGINAL_COMMAND"), layout, sys.stdout.buffer)
+
+
+# ---------------------------------------------------------------- registration
+
+
+def _hidden_paths(parser: argparse.ArgumentParser, *, serving: bool) -> None:
+    """Where the stores are: defaults for the box; tests point them elsewhere."""
+    hide = argparse.SUPPRESS
+    parser.add_argument("--config-store", type=Path, default=paths.CONFIG_STORE, help=hide)
+    parser.add_argument("--module-store", type=Path, default=paths.MODULE_STORE, help=hide)
+    parser.add_argument("--data-root", type=Path, default=paths.DATA_ROOT, help=hide)
+    parser.add_argument("--role-file", type=Path, default=paths.ROLE_FILE, help=hide)
+    parser.add_argument("--system-root", type=Path, default=Path("/"), help=hide)
+    if serving:
+        parser.add_argument("--results", type=Path, default=paths.VERIFY_LATEST, help=hide)
+        return
+    parser.add_argument("--formats-file", type=Path, default=paths.FORMATS_FILE, help=hide)
+    parser.add_argument("--state", type=Path, default=paths.SYNC_STATE, help=hide)
+    parser.add_argument("--staged-dir", type=Path, default=paths.SYNC_STAGED, help=hide)
+    parser.add_argument("--peer-results", type=Path, default=paths.PEER_VERIFY_RESULTS, help=hide)
+    parser.add_argument("--apply-root", type=Path, default=None, help=hide)
+
+
+def register(commands: Subparsers) -> None:
+    parser = commands.add_parser(
+        "sync", help="pull the primary's configuration, modules and manifest (on the secondary)",
+        description="The Sentry Synchronizer: keep this secondary tracking the primary.",
+        epilog=SYNC_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--now", action="store_true", help="sync now")
+    parser.add_argument("--check", action="store_true",
+                        help="with --now: only compare and show what a sync would do")
+    parser.add_argument("--primary", metavar="ADDRESS[:PORT]",
+                        help="connect here instead of the primary's address (its host key stays pinned)")
+    parser.add_argument("--json", action="store_true", help="print machine-readable JSON")
+    _hidden_paths(parser, serving=False)
+    parser.set_defaults(func=sync_command, verb=None)
+    verbs = parser.add_subparsers(title="verbs", metavar="VERB", dest="verb")
+    status = verbs.add_parser("status", help="last attempt and success, generations, drift")
+    # SUPPRESS: `atlas sync --state X status` keeps X.
+    status.add_argument("--json", action="store_true", default=argparse.SUPPRESS,
+                        help="print machine-readable JSON")
+    status.add_argument("--state", type=Path, default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+
+    serve_parser = commands.add_parser(
+        "sync-serve", help="(on the primary) answer the secondary's sync requests; sshd's forced command",
+        epilog=SERVE_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    _hidden_paths(serve_parser, serving=True)
+    serve_parser.set_defaults(func=serve_command)

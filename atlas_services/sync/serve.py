@@ -1,0 +1,223 @@
+"""`atlas sync-serve`: the forced command the primary runs for the cluster's sync key.
+
+sshd runs it for every connection made with the sync key (authorized_keys:
+`restrict,from=…,command="/usr/bin/atlas sync-serve"`), whatever the client asked for; the
+client's request arrives only as text in SSH_ORIGINAL_COMMAND and is parsed here, never by
+a shell. Only these read verbs exist:
+
+    hello                               protocol, version, role, cluster id (JSON)
+    list                                generations and module versions with identities (JSON)
+    manifest                            the environment manifest (JSON)
+    results                             the Verifier's latest results (JSON)
+    send-config GEN [PARENT]            btrfs send stream of generation GEN
+    send-module NAME VERSION [PARENT]   btrfs send stream of a module version
+
+Anything else — a shell command, another verb, a missing or extra argument, a character
+outside [A-Za-z0-9 ._+~-], a path — is refused (exit 2) and logged. Where the stores are
+comes from this command's own arguments (the forced command line), never from the client.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from atlas_services import __version__, log, messages, osinfo, paths, proc
+from atlas_services.errors import EXIT_FAILED, EXIT_OK, EXIT_REFUSED, AtlasError, Refused
+from atlas_services.store import bundle
+from atlas_services.store.config import ConfigStore
+from atlas_services.store.modules import ModuleStore
+from atlas_services.sync import listing, manifest
+
+logger = logging.getLogger(__name__)
+
+PROTOCOL = 1
+MAX_REQUEST = 200
+MAX_RESULTS_BYTES = 4 * 2**20
+_ALLOWED = re.compile(r"[A-Za-z0-9 ._+~-]*")
+_GENERATION = re.compile(r"[1-9][0-9]{0,8}")
+Pattern = re.Pattern[str]
+
+
+class RequestRefused(Exception):
+    """The request is not one sync-serve answers; the reason is safe to show the client."""
+
+
+@dataclass(frozen=True)
+class Verb:
+    required: tuple[tuple[str, Pattern], ...] = ()
+    optional: tuple[tuple[str, Pattern], ...] = ()
+
+
+VERBS: dict[str, Verb] = {
+    "hello": Verb(),
+    "list": Verb(),
+    "manifest": Verb(),
+    "results": Verb(),
+    "send-config": Verb((("GEN", _GENERATION),), (("PARENT", _GENERATION),)),
+    "send-module": Verb((("NAME", bundle.NAME_PATTERN), ("VERSION", bundle.VERSION_PATTERN)),
+                        (("PARENT", bundle.VERSION_PATTERN),)),
+}
+
+
+@dataclass(frozen=True)
+class Request:
+    verb: str
+    args: tuple[str, ...] = ()
+
+    def __str__(self) -> str:
+        return " ".join((self.verb, *self.args))
+
+
+def parse_request(command: str | None) -> Request:
+    """Parse the client's request strictly: a known verb and exactly its arguments, each
+    matching its pattern. Raises RequestRefused naming the first thing wrong."""
+    if command is None:
+        raise RequestRefused("no request: the sync key cannot open a shell")
+    if not command:
+        raise RequestRefused("empty request")
+    if len(command) > MAX_REQUEST:
+        raise RequestRefused(f"request longer than {MAX_REQUEST} characters")
+    if not _ALLOWED.fullmatch(command):
+        bad = next(c for c in command if not _ALLOWED.fullmatch(c))
+        raise RequestRefused(f"character {bad!r} is not allowed in a request")
+    words = command.split(" ")
+    if "" in words:
+        raise RequestRefused("words must be separated by exactly one space")
+    verb, args = words[0], tuple(words[1:])
+    spec = VERBS.get(verb)
+    if spec is None:
+        raise RequestRefused(f"unknown verb {verb!r} (known: {', '.join(VERBS)})")
+    if not len(spec.required) <= len(args) <= len(spec.required) + len(spec.optional):
+        usage = " ".join([verb, *(n for n, _ in spec.required), *(f"[{n}]" for n, _ in spec.optional)])
+        raise RequestRefused(f"wrong number of arguments; usage: {usage}")
+    for (name, pattern), value in zip((*spec.required, *spec.optional), args, strict=False):
+        if not pattern.fullmatch(value):
+            raise RequestRefused(f"{name} {value!r} is not valid")
+    if len(args) == len(spec.required) + 1 and args[-1] == args[-2]:
+        raise RequestRefused("PARENT must differ from what is sent")
+    return Request(verb, args)
+
+
+@dataclass(frozen=True)
+class ServeLayout:
+    """Where the served stores and files are: set by the forced command line only."""
+
+    config_store: Path = paths.CONFIG_STORE
+    module_store: Path = paths.MODULE_STORE
+    results_file: Path = paths.VERIFY_LATEST
+    data_root: Path = paths.DATA_ROOT
+    role_file: Path = paths.ROLE_FILE
+    system_root: Path = field(default=Path("/"))
+
+
+# ---------------------------------------------------------------- the verbs
+
+
+def _role(role_file: Path) -> str:
+    try:
+        role = json.loads(role_file.read_text()).get("role")
+    except (OSError, ValueError, AttributeError):
+        return "unknown"
+    return role if isinstance(role, str) else "unknown"
+
+
+def _cluster_id(data_root: Path) -> str | None:
+    try:
+        value = json.loads((data_root / paths.DATASET_META / "cluster.json").read_text()).get("cluster_id")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return value if isinstance(value, str) else None
+
+
+def hello(layout: ServeLayout) -> dict[str, Any]:
+    return {"protocol": PROTOCOL, "atlas_version": __version__, "verbs": list(VERBS),
+            "hostname": osinfo.hostname(), "role": _role(layout.role_file),
+            "cluster_id": _cluster_id(layout.data_root)}
+
+
+def results(layout: ServeLayout) -> dict[str, Any]:
+    try:
+        raw = layout.results_file.read_bytes()[: MAX_RESULTS_BYTES + 1]
+    except FileNotFoundError:
+        return {"available": False, "results": None}
+    if len(raw) > MAX_RESULTS_BYTES:
+        raise AtlasError(f"{layout.results_file} is larger than {MAX_RESULTS_BYTES} bytes")
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        raise AtlasError(f"{layout.results_file} is not JSON (being rewritten?)") from None
+    return {"available": True, "results": data}
+
+
+def _send(subvolume: Path, parent: Path | None, out: int) -> None:
+    argv: list[str | os.PathLike[str]] = ["btrfs", "send", "-q"]
+    if parent is not None:
+        argv += ["-p", parent]
+    proc.run_to_fd([*argv, subvolume], stdout=out, hint="btrfs-progs must be installed")
+
+
+def send_config(layout: ServeLayout, args: tuple[str, ...], out: int) -> None:
+    store = ConfigStore(layout.config_store)
+    store.require()
+    generation = store.path(int(args[0]))  # refuses a generation that is not finished
+    parent = store.path(int(args[1])) if len(args) > 1 else None
+    _send(generation, parent, out)
+
+
+def send_module(layout: ServeLayout, args: tuple[str, ...], out: int) -> None:
+    store = ModuleStore(layout.module_store)
+    version = store.path(args[0], args[1])
+    parent = store.path(args[0], args[2]) if len(args) > 2 else None
+    _send(version, parent, out)
+
+
+def _json_verbs() -> dict[str, Callable[[ServeLayout], Any]]:
+    return {
+        "hello": hello,
+        "list": lambda layout: listing.list_stores(ConfigStore(layout.config_store),
+                                                   ModuleStore(layout.module_store)).to_json(),
+        "manifest": lambda layout: manifest.collect(ModuleStore(layout.module_store),
+                                                    layout.system_root).to_json(),
+        "results": results,
+    }
+
+
+def _client() -> str:
+    return (os.environ.get("SSH_CONNECTION") or "local").split(" ")[0]
+
+
+def serve(command: str | None, layout: ServeLayout, out: BinaryIO) -> int:
+    """Answer one request on `out` (the SSH channel). Returns the exit code."""
+    try:
+        request = parse_request(command)
+    except RequestRefused as err:
+        shown = (command or "")[:MAX_REQUEST].encode("unicode_escape").decode()
+        log.event(messages.SYNC_SERVE_REFUSED, f"ATLAS sync-serve refused {shown!r} from {_client()}: {err}",
+                  priority=4, client=_client(), request=shown, reason=str(err))
+        print(f"atlas sync-serve: refused: {err}", file=sys.stderr)
+        return EXIT_REFUSED
+    logger.info("sync-serve: %s for %s", request, _client())
+    try:
+        if request.verb in ("send-config", "send-module"):
+            out.flush()
+            sender = send_config if request.verb == "send-config" else send_module
+            sender(layout, request.args, out.fileno())
+        else:
+            reply = _json_verbs()[request.verb](layout)
+            out.write(json.dumps(reply, separators=(",", ":")).encode() + b"\n")
+            out.flush()
+    except Refused as err:
+        print(f"atlas sync-serve: refused: {err}", file=sys.stderr)
+        return EXIT_REFUSED
+    except AtlasError as err:
+        print(f"atlas sync-serve: {err}", file=sys.stderr)
+        return EXIT_FAILED
+    return EXIT_OK

@@ -1,0 +1,362 @@
+"""A primary and a secondary for the Synchronizer's tests and benchmark: each with its stores
+on its own real btrfs (loop device), and a private sshd on 127.0.0.1 that lets the cluster's
+sync key in only for `sync-serve` — the same authorized_keys line the primary gets on the box.
+
+Nothing here touches the host's sshd: the private sshd has its own config, host keys (the
+cluster's primary keys, pinned in the data set's known_hosts), port and authorized_keys,
+and is killed at teardown with every session it started.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from atlas_services import cluster, dataset, proc
+from atlas_services.store import bundle
+from atlas_services.store.config import ConfigStore
+from atlas_services.store.modules import ModuleStore
+from atlas_services.sync import access, runner, secondary, state
+from atlas_services.sync.client import Target, ssh_argv
+from tests.btrfs.conftest import loop_btrfs
+
+REPO = Path(__file__).resolve().parent.parent.parent
+KEYS = REPO / "tests/keys"
+TEST_KEY = KEYS / "test-signing.key"
+TEST_PUB = KEYS / "test-signing.pub"
+SSHD = Path("/usr/sbin/sshd")
+FS_SIZE = "1G"  # sparse; room for the 10,000-file tree and the big streams
+
+
+class Unavailable(Exception):
+    """This host cannot run a pair (not root, no sshd)."""
+
+
+# ---------------------------------------------------------------- a fake system root
+
+
+def fake_system_root(dest: Path, *, kernel: str | None = None,
+                     package_versions: dict[str, str] | None = None) -> Path:
+    """The host's dpkg database, kernel and hardware facts copied below dest, with the given
+    changes: what `sync-serve manifest` reads when told --system-root dest."""
+    dpkg = dest / "var/lib/dpkg"
+    dpkg.mkdir(parents=True)
+    status = Path("/var/lib/dpkg/status").read_text()
+    for name, version in (package_versions or {}).items():
+        block_start = status.index(f"\nPackage: {name}\n")
+        version_at = status.index("\nVersion: ", block_start)
+        line_end = status.index("\n", version_at + 1)
+        status = status[:version_at] + f"\nVersion: {version}" + status[line_end:]
+    (dpkg / "status").write_text(status)
+    kernel_dir = dest / "proc/sys/kernel"
+    kernel_dir.mkdir(parents=True)
+    release = kernel or Path("/proc/sys/kernel/osrelease").read_text().strip()
+    (kernel_dir / "osrelease").write_text(release + "\n")
+    (kernel_dir / "version").write_text(Path("/proc/sys/kernel/version").read_text())
+    for name in ("cpuinfo", "meminfo"):
+        (dest / "proc" / name).write_text(Path("/proc", name).read_text())
+    for nic in sorted(Path("/sys/class/net").iterdir()):
+        if not (nic / "device").exists():
+            continue
+        copy = dest / "sys/class/net" / nic.name
+        (copy / "device").mkdir(parents=True)
+        driver = nic / "device/driver"
+        if driver.is_symlink():
+            (copy / "device/driver").symlink_to(driver.readlink())
+        (copy / "address").write_text((nic / "address").read_text())
+    for disk in sorted(Path("/sys/block").iterdir()):
+        if not (disk / "device").exists():
+            continue
+        copy = dest / "sys/block" / disk.name
+        (copy / "device").mkdir(parents=True)
+        (copy / "queue").mkdir()
+        (copy / "size").write_text((disk / "size").read_text())
+        (copy / "queue/rotational").write_text((disk / "queue/rotational").read_text())
+    return dest
+
+
+# ---------------------------------------------------------------- the private sshd
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
+class PrivateSshd:
+    """/usr/sbin/sshd -D on 127.0.0.1:<free port>, with its own config and host keys."""
+
+    def __init__(self, directory: Path, host_keys: list[Path]) -> None:
+        self.directory = directory
+        self.host_keys = host_keys
+        self.port = free_port()
+        self.authorized_keys_dir = directory / "authorized_keys"
+        self.authorized_keys_dir.mkdir(mode=0o755)
+        self.log = directory / "sshd.log"
+        self.child: subprocess.Popen[bytes] | None = None
+
+    def config(self) -> Path:
+        lines = [f"Port {self.port}", "ListenAddress 127.0.0.1", "AddressFamily inet",
+                 *(f"HostKey {k}" for k in self.host_keys),
+                 f"PidFile {self.directory / 'sshd.pid'}",
+                 f"AuthorizedKeysFile {self.authorized_keys_dir}/%u",
+                 "PermitRootLogin prohibit-password", "PubkeyAuthentication yes",
+                 "PasswordAuthentication no", "KbdInteractiveAuthentication no", "UsePAM no",
+                 "StrictModes yes", "PrintMotd no", "LogLevel VERBOSE",
+                 "Subsystem sftp /usr/lib/openssh/sftp-server", ""]
+        path = self.directory / "sshd_config"
+        path.write_text("\n".join(lines))
+        return path
+
+    def start(self) -> None:
+        Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)  # sshd's privilege-separation dir
+        config = self.config()
+        proc.run([SSHD, "-t", "-f", config])
+        self.child = proc.spawn([SSHD, "-D", "-e", "-f", config], log_file=self.log, die_with_parent=True)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            if self.child.poll() is not None:
+                raise RuntimeError(f"sshd exited: {self.log.read_text()}")
+            with socket.socket() as s:
+                if s.connect_ex(("127.0.0.1", self.port)) == 0:
+                    return
+            time.sleep(0.05)
+        raise RuntimeError(f"sshd did not listen on {self.port}: {self.log.read_text()}")
+
+    def stop(self) -> None:
+        if self.child is None:
+            return
+        sessions = _children(self.child.pid)
+        proc.terminate(self.child, grace=5)
+        for pid in sessions:  # each session is its own process group (sshd calls setsid)
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, 15)
+        self.child = None
+
+    def restart_with(self, host_keys: list[Path]) -> None:
+        self.stop()
+        self.host_keys = host_keys
+        self.start()
+
+
+# ---------------------------------------------------------------- the two servers
+
+
+def small_tree(root: Path, motd: str = "hello") -> Path:
+    """A configuration tree without service templates: apply renders it with no checker."""
+    (root / "templates/etc").mkdir(parents=True)
+    (root / "atlas.json").write_text('{"admin_email": "owner@example.com"}\n')
+    (root / "templates/etc/motd.j2").write_text(motd + " from {{ hostname }} ({{ role }})\n")
+    return root
+
+
+def make_bundle(out: Path, version: str, *, name: str = "demo", payload_bytes: int = 0) -> Path:
+    source = out / f"src-{name}-{version}"
+    (source / name).mkdir(parents=True)
+    (source / name / "__init__.py").write_text(f"VERSION = {version!r}\n")
+    if payload_bytes:
+        (source / name / "blob.bin").write_bytes(os.urandom(payload_bytes))
+    formats = bundle.Formats(reads={"state": (1,)}, writes={"state": 1})
+    archive, _ = bundle.make_bundle(source, name=name, version=version, formats=formats,
+                                    out_dir=out / "bundles", signing_key=bundle.load_signing_key(TEST_KEY))
+    return archive
+
+
+@dataclass
+class Server:
+    root: Path  # a btrfs of its own (the OS disk's /var/lib/atlas)
+    role: str
+
+    @property
+    def config(self) -> ConfigStore:
+        return ConfigStore(self.root / "config")
+
+    @property
+    def modules(self) -> ModuleStore:
+        return ModuleStore(self.root / "modules", formats_file=self.root / "formats.json")
+
+    @property
+    def data(self) -> Path:
+        return self.root / "data"
+
+    @property
+    def role_file(self) -> Path:
+        return self.root / "role.json"
+
+    @property
+    def results(self) -> Path:
+        return self.root / "verify/results.json"
+
+    def install(self, archive: Path, *, select: bool = False) -> None:
+        manifest = self.modules.install(archive, None, TEST_PUB)
+        if select:
+            self.modules.select(manifest.name, manifest.version)
+
+    def commit(self, relative: str, text: str, message: str = "change") -> int:
+        path = self.config.work / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+        return self.config.commit(message).number
+
+
+@dataclass
+class Pair:
+    primary: Server
+    secondary: Server
+    sshd: PrivateSshd
+    cluster_dir: Path
+    tmp: Path
+    applied: list[int] = field(default_factory=list)
+    system_roots: dict[str, Path] = field(default_factory=dict)
+
+    @property
+    def target(self) -> Target:
+        from atlas_services.sync.client import target_from_dataset
+
+        return target_from_dataset(self.secondary.data, address="127.0.0.1", port=self.sshd.port)
+
+    @property
+    def layout(self) -> runner.Layout:
+        s = self.secondary.root
+        return runner.Layout(config_store=s / "config", module_store=s / "modules",
+                             formats_file=s / "formats.json", state_file=s / "sync/state.json",
+                             lock_file=s / "sync/.lock", staged_dir=s / "sync/staged",
+                             peer_results=s / "verify/peer-results.json", data_root=self.secondary.data,
+                             system_root=self.system_roots.get("secondary", Path("/")))
+
+    def serve_command(self, *, wrapper: str = "") -> str:
+        p = self.primary
+        command = (f"/usr/bin/env PYTHONPATH={REPO} /usr/bin/python3 -m atlas_services sync-serve "
+                   f"--config-store {p.root / 'config'} --module-store {p.root / 'modules'} "
+                   f"--data-root {p.data} --role-file {p.role_file} --results {p.results} "
+                   f"--system-root {self.system_roots.get('primary', Path('/'))}")
+        return wrapper.format(command=command) if wrapper else command
+
+    def authorize(self, *, wrapper: str = "", sources: list[str] | None = None) -> Path:
+        """The primary's authorized_keys line for the sync key, as role apply writes it."""
+        return access.install_sync_access(self.primary.data, target_dir=self.sshd.authorized_keys_dir,
+                                          command=self.serve_command(wrapper=wrapper),
+                                          sources=["127.0.0.1"] if sources is None else sources)
+
+    def hooks(self) -> secondary.Hooks:
+        target_root = self.tmp / "secondary-etc"
+
+        def apply_config(store: ConfigStore, generation: int) -> str:
+            from atlas_services.render import standard_context
+            from atlas_services.store import apply
+
+            context = standard_context(role="secondary", hostname="shop2", data_root="/srv/atlas",
+                                       settings={}, domain="shop.test", address="127.0.0.1", prefix=8,
+                                       gateway="", dns=[])
+            apply.apply(store, generation, target_root=target_root, context=context)
+            self.applied.append(generation)
+            return f"applied generation {generation}"
+
+        def verify_setup() -> secondary.HookResult:
+            return secondary.HookResult(True, True, "ok")
+        return secondary.Hooks(apply_config=apply_config, verify_setup=verify_setup)
+
+    def sync(self) -> state.SyncState:
+        return runner.run(self.target, self.layout, self.hooks())
+
+    def ssh(self, request: str, *, target: Target | None = None,
+            extra: list[str] | None = None) -> subprocess.CompletedProcess[bytes]:
+        """Raw ssh with the sync key, as an attacker holding it would try."""
+        argv = ssh_argv(target or self.target, [request])
+        if extra:
+            argv = [argv[0], *extra, *argv[1:]]
+        return subprocess.run(argv, capture_output=True, check=False, timeout=60)
+
+    def cli(self, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+        """`atlas sync ...` on the secondary, pointed at its stores."""
+        s, lay = self.secondary, self.layout
+        return subprocess.run(
+            [sys.executable, "-m", "atlas_services", "sync",
+             "--config-store", str(lay.config_store), "--module-store", str(lay.module_store),
+             "--formats-file", str(lay.formats_file), "--state", str(lay.state_file),
+             "--staged-dir", str(lay.staged_dir), "--peer-results", str(lay.peer_results),
+             "--data-root", str(s.data), "--role-file", str(s.role_file),
+             "--system-root", str(lay.system_root), "--apply-root", str(self.tmp / "secondary-etc"),
+             *(() if "--primary" in args else ("--primary", f"127.0.0.1:{self.sshd.port}")), *args],
+            capture_output=True, text=True, check=False, cwd=REPO, env={**os.environ, **(env or {})},
+            timeout=300)
+
+
+def _provision(root: Path, cluster_dir: Path, role: str) -> None:
+    the_cluster = cluster.load(cluster_dir)
+    plan = dataset.Plan(cluster=the_cluster, cluster_dir=cluster_dir, role=role, devices=(), wipe=False)
+    root.mkdir()
+    dataset._write_meta(root, plan)
+
+
+def _make_cluster(directory: Path) -> Path:
+    the_cluster = cluster.Cluster.from_json({
+        "cluster_id": str(uuid.uuid4()), "domain": "shop.test",
+        "roles": {"primary": {"hostname": "shop1", "address": "10.77.0.10/24", "gateway": "10.77.0.1",
+                              "dns": ["10.77.0.1"], "interface": "*"},
+                  "secondary": {"hostname": "shop2", "address": "10.77.0.11/24", "gateway": "10.77.0.1",
+                                "dns": ["10.77.0.1"], "interface": "*"}}})
+    cluster.create(the_cluster, directory)
+    return directory
+
+
+def check_available() -> None:
+    if os.geteuid() != 0:
+        raise Unavailable("real btrfs, loop devices and an sshd need root")
+    if not SSHD.exists():
+        raise Unavailable("openssh-server is not installed (run ci/setup)")
+
+
+@contextlib.contextmanager
+def make_pair(tmp_path: Path) -> Iterator[Pair]:
+    """Primary and secondary, both seeded as at first boot (each its own generation 1 and
+    demo 1.0), the primary serving through the private sshd."""
+    check_available()
+    run_dir = Path(tempfile.mkdtemp(prefix="atlas-test-sshd-", dir="/run"))
+    try:
+        with loop_btrfs("primary", FS_SIZE) as proot, loop_btrfs("secondary", FS_SIZE) as sroot:
+            cluster_dir = _make_cluster(tmp_path / "cluster")
+            servers = []
+            for root, role in ((proot, "primary"), (sroot, "secondary")):
+                server = Server(root, role)
+                _provision(server.data, cluster_dir, role)
+                server.role_file.write_text(json.dumps({"role": role}) + "\n")
+                server.config.init(small_tree(tmp_path / f"default-{role}"))
+                server.install(make_bundle(tmp_path / role, "1.0"), select=True)
+                servers.append(server)
+            sshd = PrivateSshd(run_dir, cluster.host_key_files(cluster_dir, "primary"))
+            the_pair = Pair(servers[0], servers[1], sshd, cluster_dir, tmp_path)
+            the_pair.authorize()
+            sshd.start()
+            try:
+                yield the_pair
+            finally:
+                sshd.stop()
+    finally:
+        shutil.rmtree(run_dir, ignore_errors=True)
+
+
