@@ -19,6 +19,7 @@ COMMANDS = {
     "config": "atlas_services.store.cli",
     "module": "atlas_services.store.cli",
     "verify": "atlas_services.verify.cli",
+    "failover": "atlas_services.failover",
     "sync": "atlas_services.sync.cli",
     "sync-serve": "atlas_services.sync.cli",
 }

@@ -173,6 +173,10 @@ def take_role(decision: Decision, system: System, data_root: Path, watch: Stopwa
         vol = volume.read(data_root)
     with watch.step("host_keys"):
         install_host_keys(data_root)
+    with watch.step("sync_access"):
+        from atlas_services.sync import access
+
+        access.install_for_role(vol.role, data_root)
     with watch.step("service_data"):
         domain = dataset_domain(data_root)
         fqdn = f"{vol.identity.hostname}.{domain}" if domain else vol.identity.hostname
@@ -287,6 +291,9 @@ def apply(system: System, data_root: Path = paths.DATA_ROOT) -> Decision:
     except Exception as err:
         decision = _failed(err, data_root)
     if decision.outcome not in (Outcome.PRIMARY, Outcome.SECONDARY):
+        from atlas_services.sync import access
+
+        access.remove_sync_access()
         with watch.step("hostname"):
             system.set_hostname(STANDBY_HOSTNAME)
     with watch.step("start_target"):

@@ -62,5 +62,16 @@ def install_sync_access(data_root: Path = paths.DATA_ROOT, *,
     return target
 
 
+def install_for_role(role: str, data_root: Path = paths.DATA_ROOT, *,
+                     target_dir: Path = paths.AUTHORIZED_KEYS_DIR) -> Path:
+    """The primary lets the secondary in (to pull); the secondary lets the primary in (for
+    `atlas failover prepare`). sync-serve answers each role's own few verbs only."""
+    peer = "secondary" if role == "primary" else "primary"
+    cluster_file = dataset.meta(data_root) / dataset.CLUSTER_COPY
+    the_cluster = cluster.Cluster.from_json(json.loads(cluster_file.read_text()), str(cluster_file))
+    return install_sync_access(data_root, target_dir=target_dir,
+                               sources=[the_cluster.identities[peer].ip])
+
+
 def remove_sync_access(target_dir: Path = paths.AUTHORIZED_KEYS_DIR, user: str = "root") -> None:
     (target_dir / user).unlink(missing_ok=True)

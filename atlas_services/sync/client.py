@@ -57,9 +57,10 @@ class Target:
 
 
 def target_from_dataset(data_root: Path = paths.DATA_ROOT, *, address: str | None = None,
-                        port: int = 22) -> Target:
-    """The primary as the data set describes it (cluster.json, secrets/). `address` overrides
-    where to connect (the host key stays pinned to the primary's name)."""
+                        port: int = 22, role: str = "primary") -> Target:
+    """The primary (or, for `atlas failover prepare`, the secondary) as the data set
+    describes it (cluster.json, secrets/). `address` overrides where to connect (the host
+    key stays pinned to the role's name)."""
     meta = data_root / paths.DATASET_META
     try:
         data = json.loads((meta / dataset.CLUSTER_COPY).read_text())
@@ -68,14 +69,14 @@ def target_from_dataset(data_root: Path = paths.DATA_ROOT, *, address: str | Non
                         "the Synchronizer runs on a secondary with its data set mounted") from None
     except (OSError, ValueError) as err:
         raise SyncError(Kind.SETUP, f"{meta / dataset.CLUSTER_COPY} is unreadable: {err}") from None
-    primary = cluster.Cluster.from_json(data, str(meta / dataset.CLUSTER_COPY)).identities["primary"]
+    peer = cluster.Cluster.from_json(data, str(meta / dataset.CLUSTER_COPY)).identities[role]
     secrets = dataset.secrets(data_root)
     key, known_hosts = secrets / dataset.SYNC_KEY_NAME, secrets / dataset.KNOWN_HOSTS
     for needed in (key, known_hosts):
         if not needed.is_file():
             raise SyncError(Kind.SETUP, f"the data set lacks {needed}",
                             "re-provision the data set from the cluster directory")
-    return Target(address=address or primary.ip, port=port, host_key_alias=primary.hostname,
+    return Target(address=address or peer.ip, port=port, host_key_alias=peer.hostname,
                   identity_file=key, known_hosts=known_hosts)
 
 

@@ -12,6 +12,10 @@ a shell. Only these read verbs exist:
     send-config GEN [PARENT]            btrfs send stream of generation GEN
     send-module NAME VERSION [PARENT]   btrfs send stream of a module version
 
+A secondary answers the primary's `atlas failover prepare` through the same door, with
+fewer verbs: `hello`, `results`, and `pull` (sync from the primary now, then say how it
+went). No verb writes anything the client names.
+
 Anything else — a shell command, another verb, a missing or extra argument, a character
 outside [A-Za-z0-9 ._+~-], a path — is refused (exit 2) and logged. Where the stores are
 comes from this command's own arguments (the forced command line), never from the client.
@@ -64,6 +68,12 @@ VERBS: dict[str, Verb] = {
     "send-config": Verb((("GEN", _GENERATION),), (("PARENT", _GENERATION),)),
     "send-module": Verb((("NAME", bundle.NAME_PATTERN), ("VERSION", bundle.VERSION_PATTERN)),
                         (("PARENT", bundle.VERSION_PATTERN),)),
+    "pull": Verb(),
+}
+# What each role serves; anything else (standby, refused) only says hello.
+ROLE_VERBS = {
+    "primary": frozenset({"hello", "list", "manifest", "results", "send-config", "send-module"}),
+    "secondary": frozenset({"hello", "results", "pull"}),
 }
 
 
@@ -179,8 +189,17 @@ def send_module(layout: ServeLayout, args: tuple[str, ...], out: int) -> None:
     _send(version, parent, out)
 
 
+def pull(layout: ServeLayout) -> dict[str, Any]:
+    """On the secondary: sync from the primary now (as the timer would) and report."""
+    from atlas_services.sync import client, runner
+
+    result = runner.run(client.target_from_dataset(layout.data_root))
+    return result.to_json()
+
+
 def _json_verbs() -> dict[str, Callable[[ServeLayout], Any]]:
     return {
+        "pull": pull,
         "hello": hello,
         "list": lambda layout: listing.list_stores(ConfigStore(layout.config_store),
                                                    ModuleStore(layout.module_store)).to_json(),
@@ -203,6 +222,14 @@ def serve(command: str | None, layout: ServeLayout, out: BinaryIO) -> int:
         log.event(messages.SYNC_SERVE_REFUSED, f"ATLAS sync-serve refused {shown!r} from {_client()}: {err}",
                   priority=4, client=_client(), request=shown, reason=str(err))
         print(f"atlas sync-serve: refused: {err}", file=sys.stderr)
+        return EXIT_REFUSED
+    role = _role(layout.role_file)
+    if request.verb not in ROLE_VERBS.get(role, frozenset({"hello"})):
+        log.event(messages.SYNC_SERVE_REFUSED, f"ATLAS sync-serve refused {request} from "
+                  f"{_client()}: not served by a {role}", priority=4, client=_client(),
+                  request=str(request), reason=f"not served by a {role}")
+        print(f"atlas sync-serve: refused: {request.verb} is not served by a {role}",
+              file=sys.stderr)
         return EXIT_REFUSED
     logger.info("sync-serve: %s for %s", request, _client())
     try:

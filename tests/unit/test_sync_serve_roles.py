@@ -1,0 +1,37 @@
+"""sync-serve answers each role's own verbs only: the secondary's key cannot pull the
+primary into syncing, the primary's key cannot read the secondary's stores."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import pytest
+
+from atlas_services.errors import EXIT_REFUSED
+from atlas_services.sync import serve
+
+
+def layout_for(tmp_path: Path, role: str) -> serve.ServeLayout:
+    role_file = tmp_path / "role.json"
+    role_file.write_text(json.dumps({"role": role}))
+    return serve.ServeLayout(config_store=tmp_path / "c", module_store=tmp_path / "m",
+                             results_file=tmp_path / "r.json", data_root=tmp_path / "d",
+                             role_file=role_file, system_root=tmp_path)
+
+
+@pytest.mark.parametrize("role,verb", [("primary", "pull"), ("secondary", "list"),
+                                       ("secondary", "send-config 1"), ("secondary", "manifest"),
+                                       ("standby", "results"), ("refused", "pull")])
+def test_verbs_outside_the_role_are_refused(tmp_path: Path, role: str, verb: str) -> None:
+    out = io.BytesIO()
+    assert serve.serve(verb, layout_for(tmp_path, role), out) == EXIT_REFUSED
+    assert out.getvalue() == b""
+
+
+@pytest.mark.parametrize("role", ["primary", "secondary", "standby"])
+def test_every_role_says_hello(tmp_path: Path, role: str) -> None:
+    out = io.BytesIO()
+    assert serve.serve("hello", layout_for(tmp_path, role), out) == 0
+    assert json.loads(out.getvalue())["role"] == role
