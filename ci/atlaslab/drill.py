@@ -16,10 +16,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from atlaslab import business
+from atlaslab import business, pair
 from atlaslab.cluster import PRIMARY, SECONDARY, RoleSpec
 from atlaslab.machine import BUSINESS_INTERFACE, Machine
-from atlaslab.pair import Pair
 
 log = logging.getLogger("atlaslab")
 
@@ -143,7 +142,7 @@ def assert_roles(report: Report, primary: Machine, secondary: Machine, fingerpri
 def assert_identity(report: Report, machine: Machine, role: str, spec: RoleSpec, fp: str,
                     phase: str) -> None:
     where = f"{phase}: {machine.name}"
-    report.check(f"{where} is {role}", lambda: role_json(machine)["role"] == role)
+    report.check(f"{where} is {role}", lambda: bool(role_json(machine)["role"] == role))
     report.check(f"{where} is named {spec.hostname}",
                  lambda: machine.ssh("hostname").stdout.strip() == spec.hostname)
     report.check(f"{where} holds {spec.address}", lambda: spec.address in machine.ssh(
@@ -163,8 +162,8 @@ def assert_data(report: Report, primary: Machine, data: business.BusinessData, p
                  lambda: business.read_file(primary, data) == data.file_content)
 
 
-def swap_and_boot(pair: Pair, report: Report, phase: str) -> None:
-    a, b = pair.server("server1"), pair.server("server2")
+def swap_and_boot(the_pair: pair.Pair, report: Report, phase: str) -> None:
+    a, b = the_pair.server("server1"), the_pair.server("server2")
     with report.step(f"{phase}: shut both down, move the data-set disks, boot both"):
         for machine in (a, b):
             machine.shutdown()
@@ -175,9 +174,9 @@ def swap_and_boot(pair: Pair, report: Report, phase: str) -> None:
             machine.wait_booted()
 
 
-def drill(pair: Pair, report_file: Path | None = None) -> Report:
+def drill(the_pair: pair.Pair, report_file: Path | None = None) -> Report:
     report = Report()
-    primary, secondary = pair.by_role("primary"), pair.by_role("secondary")
+    primary, secondary = the_pair.by_role("primary"), the_pair.by_role("secondary")
     fingerprints = {role: fingerprint(m) for role, m in (("primary", primary),
                                                           ("secondary", secondary))}
     data = business.BusinessData()
@@ -189,11 +188,8 @@ def drill(pair: Pair, report_file: Path | None = None) -> Report:
         business.write_all(primary, data)
         assert_data(report, primary, data, "before failover")
     with report.step("b. commit a configuration change; the secondary applies it; both green"):
-        primary.ssh("cd /var/lib/atlas/config/work && python3 -c \"import json; p='atlas.json'; "
-                    f"d=json.load(open(p)); d['admin_email']='{marker}'; "
-                    "open(p,'w').write(json.dumps(d, indent=2)+chr(10))\" && "
-                    "atlas config commit -m 'drill: new administrator address'")
-        generation = config_generation(primary)
+        generation = pair.set_settings(primary, "drill: new administrator address",
+                                       admin_email=marker)
         secondary.wait_for("synchronized", lambda: secondary.ssh(
             "atlas sync --now", check=False).returncode == 0
             and config_generation(secondary) >= generation, SYNC_TIMEOUT)
@@ -202,7 +198,7 @@ def drill(pair: Pair, report_file: Path | None = None) -> Report:
     with report.step("c. atlas failover prepare on the primary"):
         checklist = primary.ssh("atlas failover prepare").stdout
         log.info("drill: failover checklist:\n%s", checklist)
-    swap_and_boot(pair, report, "d. failover")
+    swap_and_boot(the_pair, report, "d. failover")
     new_primary, new_secondary = secondary, primary
     with report.step("e. the new primary serves everything, verified green"):
         assert_roles(report, new_primary, new_secondary, fingerprints, "after failover")
@@ -216,7 +212,7 @@ def drill(pair: Pair, report_file: Path | None = None) -> Report:
         report.check("after failover: atlas status tells the story", lambda: "primary" in
                      new_primary.ssh("atlas status").stdout)
         report.boots.append(boot_figures(new_primary))
-    swap_and_boot(pair, report, "f. swap back")
+    swap_and_boot(the_pair, report, "f. swap back")
     with report.step("f. after swapping back, the first server is primary again"):
         assert_roles(report, primary, secondary, fingerprints, "after swap back")
         assert_data(report, primary, data, "after swap back")

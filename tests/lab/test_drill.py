@@ -1,27 +1,75 @@
-"""The failover drill, end to end: the acceptance test of the product."""
+"""Two servers in their roles: the Synchronizer keeps the secondary tracking the primary,
+and the failover drill — the acceptance test of the product — moves the disks."""
 
 from __future__ import annotations
 
 import json
 import logging
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from atlaslab import drill, pair
-from atlaslab.machine import BuiltImage
+from atlaslab.machine import BuiltImage, Machine
 
 log = logging.getLogger("tests")
 
+SYNC_INTERVAL_S = 30
+TIMER_SLACK_S = 60  # atlas-sync.timer's accuracy and the start of the sync itself
 
-def test_failover_drill(built_image: BuiltImage, tmp_path_factory: pytest.TempPathFactory,
-                        artifacts_dir: Path) -> None:
-    workdir = tmp_path_factory.mktemp("drill")
-    the_pair = pair.up(workdir, built_image, die_with_parent=True)
+
+@pytest.fixture(scope="module")
+def the_pair(built_image: BuiltImage, tmp_path_factory: pytest.TempPathFactory
+             ) -> Iterator[pair.Pair]:
+    the_pair = pair.up(tmp_path_factory.mktemp("pair"), built_image, die_with_parent=True)
     try:
-        report = drill.drill(the_pair, artifacts_dir / "drill-report.json")
+        yield the_pair
     finally:
         the_pair.lab.close()
+
+
+def sync_state(machine: Machine) -> dict[str, object]:
+    data: dict[str, object] = json.loads(machine.ssh("atlas sync status --json").stdout)
+    return data
+
+
+def test_the_secondary_pulls_and_reports_no_incompatible_drift(the_pair: pair.Pair) -> None:
+    secondary = the_pair.by_role("secondary")
+    result = secondary.ssh("atlas sync --now", check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+    state = sync_state(secondary)
+    assert state["status"] == "ok"
+    drift = state["drift"]
+    assert isinstance(drift, list)
+    assert [d for d in drift if d["class"] == "incompatible"] == []
+
+
+def test_a_commit_on_the_primary_is_live_on_the_secondary_within_one_sync_period(
+        the_pair: pair.Pair) -> None:
+    primary, secondary = the_pair.by_role("primary"), the_pair.by_role("secondary")
+    pair.set_settings(primary, "sync every 30 s for the lab", sync_interval_s=SYNC_INTERVAL_S)
+    assert secondary.ssh("atlas sync --now", check=False).returncode == 0
+    generation = pair.set_settings(primary, "a new administrator",
+                                   admin_email="lab-owner@shop.test")
+    committed = time.monotonic()
+    deadline = committed + SYNC_INTERVAL_S + TIMER_SLACK_S
+    while "lab-owner@shop.test" not in secondary.ssh("cat /etc/atlas/atlas.json",
+                                                     check=False).stdout:
+        if time.monotonic() > deadline:
+            pytest.fail(f"generation {generation} not live on the secondary after "
+                        f"{deadline - committed:.0f} s:\n"
+                        + secondary.ssh("atlas sync status", check=False).stdout)
+        time.sleep(2)
+    log.info("generation %d live on the secondary %.0f s after the commit", generation,
+             time.monotonic() - committed)
+    applied = sync_state(secondary)["applied"]
+    assert isinstance(applied, dict) and applied["generation"] == generation
+
+
+def test_failover_drill(the_pair: pair.Pair, artifacts_dir: Path) -> None:
+    report = drill.drill(the_pair, artifacts_dir / "drill-report.json")
     log.info("drill report:\n%s", report.table())
     failed = [a for a in report.assertions if not a["ok"]]
     assert report.passed, json.dumps(failed or report.steps, indent=2)
