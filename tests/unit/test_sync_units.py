@@ -42,7 +42,23 @@ def test_the_timer_period_follows_the_setting() -> None:
                                       settings=Settings(sync_interval_s=120).to_json())
     files = render.render_tree(templates, context)
     dropin = files[PurePosixPath("etc/systemd/system/atlas-sync.timer.d/interval.conf")].decode()
-    assert "OnUnitInactiveSec=\nOnUnitInactiveSec=120s" in dropin
+    assert "OnUnitInactiveSec=120s" in dropin
+    assert_restates_every_monotonic_timer(dropin, build.OVERLAYS_DIR / "usr/lib/systemd/system/atlas-sync.timer")
+
+
+MONOTONIC = ("OnActiveSec", "OnBootSec", "OnStartupSec", "OnUnitActiveSec", "OnUnitInactiveSec")
+
+
+def assert_restates_every_monotonic_timer(dropin: str, unit: Path) -> None:
+    """An empty assignment to any monotonic timer setting resets all of them: a drop-in
+    that resets must give back every one the unit has, or the timer never fires."""
+    lines = dropin.splitlines()
+    if not any(line.endswith("=") and line[:-1] in MONOTONIC for line in lines):
+        return
+    base = {line.split("=")[0] for line in unit.read_text().splitlines()
+            if line.split("=")[0] in MONOTONIC}
+    given = {line.split("=")[0] for line in lines if "=" in line and not line.endswith("=")}
+    assert base <= given, f"the drop-in resets the timers but drops {sorted(base - given)}"
 
 
 def test_sshd_reads_the_runtime_authorized_keys() -> None:

@@ -104,4 +104,8 @@ def test_a_private_instance_uses_only_its_own_paths_and_ports() -> None:
 def test_timer_interval_follows_the_setting() -> None:
     files = rendered(settings=Settings(verify_interval_s=300).to_json())
     dropin = files[str(PurePosixPath("etc/systemd/system/atlas-verify.timer.d/interval.conf"))]
-    assert "OnUnitActiveSec=\nOnUnitActiveSec=300s" in dropin
+    assert "OnUnitActiveSec=300s" in dropin
+    from tests.unit.test_sync_units import assert_restates_every_monotonic_timer
+
+    assert_restates_every_monotonic_timer(
+        dropin, build.OVERLAYS_DIR / "usr/lib/systemd/system/atlas-verify.timer")
