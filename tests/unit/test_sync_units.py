@@ -43,7 +43,8 @@ def test_the_timer_period_follows_the_setting() -> None:
     files = render.render_tree(templates, context)
     dropin = files[PurePosixPath("etc/systemd/system/atlas-sync.timer.d/interval.conf")].decode()
     assert "OnUnitInactiveSec=120s" in dropin
-    assert_restates_every_monotonic_timer(dropin, build.OVERLAYS_DIR / "usr/lib/systemd/system/atlas-sync.timer")
+    assert_restates_every_monotonic_timer(
+        dropin, build.OVERLAYS_DIR / "usr/lib/systemd/system/atlas-sync.timer")
 
 
 MONOTONIC = ("OnActiveSec", "OnBootSec", "OnStartupSec", "OnUnitActiveSec", "OnUnitInactiveSec")
