@@ -91,14 +91,16 @@ def prepare(data_root: Path = paths.DATA_ROOT, role_file: Path = paths.ROLE_FILE
     try:
         with client.Client(target) as peer:
             pulled = peer.call_json("pull")
-            results = peer.call_json("results")
+            served = peer.call_json("results")
     except SyncError as err:
         raise AtlasError(f"the secondary {target.describe()} cannot be asked: {err}",
                          "make sure it is powered on and in its role; a failover now may lose "
                          "the configuration changes it has not pulled") from None
     store = ConfigStore()
     primary_newest = store.newest() if store.exists() else None
-    checks = evaluate(pulled, results if isinstance(results, dict) else {}, primary_newest,
+    # sync-serve wraps the Verifier's latest cycle: {"available": bool, "results": cycle}.
+    cycle = served.get("results") if isinstance(served, dict) else None
+    checks = evaluate(pulled, cycle if isinstance(cycle, dict) else {}, primary_newest,
                       settings.load().verify_interval_s, datetime.now(UTC))
     devices = (role.get("dataset") or {}).get("devices") or []
     text = CHECKLIST.format(primary=role.get("hostname"), other=target.host_key_alias,

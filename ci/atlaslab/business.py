@@ -16,7 +16,7 @@ from pathlib import Path
 
 import psycopg2
 
-from atlas_services import proc
+from atlas_services import paths, proc
 from atlaslab.cluster import DOMAIN
 from atlaslab.machine import Machine
 
@@ -27,6 +27,7 @@ MAIL_ADDRESS = f"{OWNER}@{DOMAIN}"
 OWNER_UID = 2001
 DB_NAME = "shop"
 PAGE = "drill.html"
+WEB_ROOT = paths.DATA_ROOT / paths.WEB_ROOT
 
 
 @dataclass
@@ -91,8 +92,8 @@ def upload_page(machine: Machine, data: BusinessData) -> None:
         page.flush()
         proc.run(["scp", "-q", "-i", str(machine.lab.key), "-P", str(machine.ssh_port),
                   "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
-                  "-o", "LogLevel=ERROR", page.name, f"root@127.0.0.1:/srv/atlas/www/{PAGE}"])
-    machine.ssh(f"chmod 0644 /srv/atlas/www/{PAGE}")
+                  "-o", "LogLevel=ERROR", page.name, f"root@127.0.0.1:{WEB_ROOT / PAGE}"])
+    machine.ssh(f"chmod 0644 {WEB_ROOT / PAGE}")
 
 
 def send_mail(machine: Machine, data: BusinessData) -> None:

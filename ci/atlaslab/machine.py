@@ -228,12 +228,15 @@ class Machine:
 
     def wait_for(self, what: str, ready: Any, timeout: float) -> float:
         """Poll `ready()` until true, printing progress; returns seconds since boot."""
-        deadline = time.monotonic() + timeout
-        last_report = time.monotonic()
+        started = time.monotonic()
+        deadline = started + timeout
+        last_report = started
+        # A machine started by an earlier command (ci/lab) has no boot time here.
+        since = self.booted_at or started
         while True:
             self._check_alive()
             if ready():
-                elapsed = time.monotonic() - self.booted_at
+                elapsed = time.monotonic() - since
                 log.info("lab: %s %s after %.1f s", self.name, what, elapsed)
                 return elapsed
             now = time.monotonic()
@@ -242,8 +245,7 @@ class Machine:
                                  f"lines:\n{tail(self.serial_log)}")
             if now - last_report >= PROGRESS_EVERY:
                 last_report = now
-                log.info("lab: waiting for %s to be %s (%.0f s since boot)",
-                         self.name, what, now - self.booted_at)
+                log.info("lab: waiting for %s to be %s (%.0f s)", self.name, what, now - since)
             time.sleep(1)
 
     def wait_ssh(self, timeout: float = 600) -> float:
