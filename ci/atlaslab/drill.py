@@ -196,8 +196,9 @@ def drill(the_pair: pair.Pair, report_file: Path | None = None) -> Report:
         wait_green(primary)
         wait_green(secondary)
     with report.step("c. atlas failover prepare on the primary"):
-        checklist = primary.ssh("atlas failover prepare").stdout
-        log.info("drill: failover checklist:\n%s", checklist)
+        prepared = primary.ssh("atlas failover prepare", check=False)
+        log.info("drill: failover prepare said:\n%s%s", prepared.stdout, prepared.stderr)
+        report.check("failover prepare: the secondary is ready", lambda: prepared.returncode == 0)
     swap_and_boot(the_pair, report, "d. failover")
     new_primary, new_secondary = secondary, primary
     with report.step("e. the new primary serves everything, verified green"):
