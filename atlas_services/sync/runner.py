@@ -212,6 +212,30 @@ class Session:
             raise SyncError(Kind.CORRUPT_STREAM, f"module {step.module} {step.version} arrived "
                             f"damaged: {err.what}", "the next sync fetches it again") from None
 
+    def follow_staged(self) -> None:
+        """Take what the primary stages on trial here, or end trials it no longer stages."""
+        from atlas_services.update import rules, trial
+
+        try:
+            reply = self.client.call_json("staged")
+        except SyncError as err:
+            if err.kind is not Kind.REFUSED:
+                raise
+            self.notes.append("the primary does not stage updates (an older ATLAS): trials here are "
+                              "left as they are")
+            return
+        try:
+            offers = rules.parse_staged_reply(reply)
+        except ValueError as err:
+            raise SyncError(Kind.BAD_REPLY, f"the primary's staged updates: {err}") from None
+        store = ModuleStore(self.layout.module_store, self.layout.formats_file)
+        followed = trial.follow(offers, store, self.layout.staged_dir, state.now())
+        self.notes.extend(followed.notes)
+        if followed.failures:
+            raise SyncError(Kind.SELECT_FAILED, "could not select a staged version for its trial: "
+                            + "; ".join(followed.failures), "abort the update on the primary "
+                            "('atlas update abort'), or see 'atlas module list' here")
+
     def selections(self) -> None:
         assert self.remote is not None
         store = ModuleStore(self.layout.module_store, self.layout.formats_file)
@@ -279,6 +303,7 @@ class Session:
             return
         self.step("configuration", self.config)
         self.step("modules", self.modules)
+        self.step("staged updates", self.follow_staged)
         self.step("selections", self.selections)
         self.step("Verifier results", self.results)
         self.step("manifest", self.compare)

@@ -9,12 +9,14 @@ a shell. Only these read verbs exist:
     list                                generations and module versions with identities (JSON)
     manifest                            the environment manifest (JSON)
     results                             the Verifier's latest results (JSON)
+    staged                              the updates staged for a trial on the secondary (JSON)
     send-config GEN [PARENT]            btrfs send stream of generation GEN
     send-module NAME VERSION [PARENT]   btrfs send stream of a module version
 
-A secondary answers the primary's `atlas failover prepare` through the same door, with
-fewer verbs: `hello`, `results`, and `pull` (sync from the primary now, then say how it
-went). No verb writes anything the client names.
+A secondary answers the primary's `atlas failover prepare` and `atlas update` through the
+same door, with fewer verbs: `hello`, `results`, `pull` (sync from the primary now, then
+say how it went) and `trial` (the update on trial here: green cycles so far). No verb
+writes anything the client names.
 
 Anything else — a shell command, another verb, a missing or extra argument, a character
 outside [A-Za-z0-9 ._+~-], a path — is refused (exit 2) and logged. Where the stores are
@@ -65,6 +67,8 @@ VERBS: dict[str, Verb] = {
     "list": Verb(),
     "manifest": Verb(),
     "results": Verb(),
+    "staged": Verb(),
+    "trial": Verb(),
     "send-config": Verb((("GEN", _GENERATION),), (("PARENT", _GENERATION),)),
     "send-module": Verb((("NAME", bundle.NAME_PATTERN), ("VERSION", bundle.VERSION_PATTERN)),
                         (("PARENT", bundle.VERSION_PATTERN),)),
@@ -72,8 +76,9 @@ VERBS: dict[str, Verb] = {
 }
 # What each role serves; anything else (standby, refused) only says hello.
 ROLE_VERBS = {
-    "primary": frozenset({"hello", "list", "manifest", "results", "send-config", "send-module"}),
-    "secondary": frozenset({"hello", "results", "pull"}),
+    "primary": frozenset({"hello", "list", "manifest", "results", "staged", "send-config",
+                          "send-module"}),
+    "secondary": frozenset({"hello", "results", "pull", "trial"}),
 }
 
 
@@ -126,6 +131,10 @@ class ServeLayout:
     data_root: Path = paths.DATA_ROOT
     role_file: Path = paths.ROLE_FILE
     system_root: Path = field(default=Path("/"))
+    formats_file: Path = paths.FORMATS_FILE
+    update_record: Path = paths.UPDATE_RECORD  # the primary's staged updates
+    staged_dir: Path = paths.SYNC_STAGED  # the secondary's trials
+    verify_history: Path = paths.VERIFY_HISTORY
 
 
 # ---------------------------------------------------------------- the verbs
@@ -197,9 +206,27 @@ def pull(layout: ServeLayout) -> dict[str, Any]:
     return result.to_json()
 
 
+def staged_updates(layout: ServeLayout) -> dict[str, Any]:
+    """On the primary: what it stages for a trial on the secondary."""
+    from atlas_services.update import record
+
+    return record.staged_reply(layout.update_record)
+
+
+def trial(layout: ServeLayout) -> dict[str, Any]:
+    """On the secondary: the update on trial here, with its green cycles so far."""
+    from atlas_services.update import trial as trial_mod
+
+    return trial_mod.trial_reply(trial_mod.TrialLayout(
+        module_store=layout.module_store, formats_file=layout.formats_file,
+        staged_dir=layout.staged_dir, history=layout.verify_history))
+
+
 def _json_verbs() -> dict[str, Callable[[ServeLayout], Any]]:
     return {
         "pull": pull,
+        "staged": staged_updates,
+        "trial": trial,
         "hello": hello,
         "list": lambda layout: listing.list_stores(ConfigStore(layout.config_store),
                                                    ModuleStore(layout.module_store)).to_json(),
