@@ -70,7 +70,22 @@ def test_primarys_verifier_results_are_kept_as_peer_results(pair: Pair) -> None:
     assert fetched == {"probes": [{"service": "web", "status": "ok"}]}
 
 
-def test_a_staged_update_keeps_its_selection(pair: Pair) -> None:
+def test_a_trial_the_primary_does_not_stage_is_ended(pair: Pair) -> None:
+    pair.secondary.install(make_bundle(pair.tmp / "s", "3.0"), select=True)
+    staged.mark_staged("demo", "3.0", pair.layout.staged_dir)
+    pair.primary.install(make_bundle(pair.tmp / "p", "2.0"), select=True)
+
+    result = pair.sync()
+
+    assert result.status == "ok", result.last_error
+    assert staged.staged_modules(pair.layout.staged_dir) == {}
+    assert pair.secondary.modules.selected("demo") == "2.0"
+    assert any("trial of 3.0 ended" in note for note in result.notes)
+
+
+def test_an_older_primary_that_stages_nothing_leaves_the_trial_alone(pair: Pair) -> None:
+    # sync-serve before updates existed refused the `staged` verb (exit 2, unknown verb).
+    pair.authorize(wrapper="case $SSH_ORIGINAL_COMMAND in staged) exit 2;; esac; {command}")
     pair.secondary.install(make_bundle(pair.tmp / "s", "3.0"), select=True)
     staged.mark_staged("demo", "3.0", pair.layout.staged_dir)
     pair.primary.install(make_bundle(pair.tmp / "p", "2.0"), select=True)

@@ -121,7 +121,7 @@ def test_a_second_stage_of_the_same_module_is_refused(up: UpdatePair) -> None:
 
 def test_promote_is_refused_before_the_secondary_took_the_version(up: UpdatePair) -> None:
     stage_two(up)
-    with pytest.raises(Refused, match="has not taken demo 2.0 on trial yet"):
+    with pytest.raises(Refused, match=r"has not taken demo 2\.0 on trial yet"):
         primary.promote(up.primary_layout)
     assert selected(up) == ("1.0", "1.0")
 
@@ -137,7 +137,7 @@ def test_promote_is_refused_with_too_few_green_cycles(up: UpdatePair) -> None:
 def test_promote_is_refused_when_the_newest_cycle_is_red(up: UpdatePair) -> None:
     on_trial(up, cycles=3)
     up.cycle(green=False)
-    with pytest.raises(Refused, match="0 of the 3 .* was failed"):
+    with pytest.raises(Refused, match=r"0 of the 3 .* was failed"):
         primary.promote(up.primary_layout)
     assert selected(up) == ("1.0", "2.0")
 
