@@ -168,7 +168,12 @@ def box_targets(settings: Settings, role: RoleInfo) -> Targets:
 
 def box_publisher(settings: Settings) -> report.Publisher:
     sender = f"atlas-verify@{osinfo.hostname()}"
+
+    def update_lines(role: str) -> list[str]:
+        from atlas_services.update import view
+
+        return view.lines(role, settings.promote_green_cycles)
     return report.Publisher(
         where=report.ReportPaths(history_cycles=settings.verify_history_cycles),
         notifier=report.MailNotifier(recipient=settings.admin_email, sender=sender),
-        interval_s=settings.verify_interval_s)
+        interval_s=settings.verify_interval_s, update_lines=update_lines)

@@ -258,3 +258,10 @@ def test_status_on_the_secondary_shows_its_trial(up: UpdatePair) -> None:
     data = json.loads(up.cli("status", "--json", on="secondary").stdout)
     assert data["role"] == "secondary"
     assert [(t["module"], t["staged"], t["green_cycles"]) for t in data["trials"]] == [("demo", "2.0", 1)]
+
+
+def test_the_secondarys_status_page_shows_its_trial(up: UpdatePair) -> None:
+    on_trial(up, cycles=2)
+    html = (up.pair.tmp / "www/index.html").read_text()
+    assert "demo 2.0 on trial on this server since" in html and "2 of 3 green cycle(s)" in html
+    assert "ran demo 2.0" in html

@@ -21,7 +21,7 @@ from pathlib import Path
 from atlas_services import cluster
 from atlas_services.store import bundle
 from atlas_services.sync import access
-from atlas_services.update import primary, trial
+from atlas_services.update import primary, trial, view
 from atlas_services.verify import report
 from atlas_services.verify.cycle import modules_in_use
 from atlas_services.verify.model import Cycle
@@ -100,7 +100,9 @@ class UpdatePair:
         where = report.ReportPaths(verify_dir=s / "verify", textfile_dir=self.pair.tmp / "textfile",
                                    peer_results=self.pair.layout.peer_results,
                                    page_dir=self.pair.tmp / "www")
-        report.Publisher(where=where, journal=lambda entry: None).publish(result)
+        layout = self.trial_layout
+        report.Publisher(where=where, journal=lambda entry: None,
+                         update_lines=lambda role: view.lines(role, 3, trial_layout=layout)).publish(result)
         return result
 
     # ------------------------------------------------------------ the command line
