@@ -1,7 +1,8 @@
 """One sync, on the secondary: hello → list → fetch configuration generations and module
-versions → mirror selections → fetch the primary's Verifier results → compare manifests →
-apply the newest configuration → make sure the Verifier's test environment exists →
-record it all in state.json.
+versions → follow the primary's staged updates (select them here for their trial, or end
+trials it no longer stages) → mirror selections → fetch the primary's Verifier results →
+compare manifests → apply the newest configuration → make sure the Verifier's test
+environment exists → record it all in state.json.
 
 A failure that cuts the secondary off from the primary (unreachable, wrong host key, key
 refused) ends the sync at once; any other failure is recorded and the steps that do not
