@@ -48,12 +48,13 @@ def green_streak(cycles: Sequence[Cycle], module: str, version: str,
         ran = cycle.modules.get(module)
         when = f"{cycle.finished:%Y-%m-%d %H:%M:%S} UTC"
         if ran != version:
-            stopped_by = (f"the cycle of {when} ran {module} {ran}" if ran else
-                          f"the cycle of {when} did not run {module} {version} (it did not load, or "
-                          "the Verifier predates recording versions)")
+            stopped_by = (f"the cycle of {when}, which ran {module} {ran}" if ran else
+                          f"the cycle of {when}, which did not run {module} {version} (it did not "
+                          "load, or the Verifier predates recording versions)")
             break
         if cycle.status is not Status.OK:
-            stopped_by = f"the cycle of {when} was {cycle.status.value}: {cycle.summary()}"
+            problems = "; ".join(f"{r.probe} ({r.message})" for r in cycle.problems())
+            stopped_by = f"the cycle of {when}, which was {cycle.status.value}: {problems}"
             break
         count += 1
     newest = cycles[-1] if cycles else None
