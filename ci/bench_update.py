@@ -59,7 +59,8 @@ def cli(up: UpdatePair, *args: str) -> float:
 
 
 def sync_until_selected(up: UpdatePair, version: str) -> tuple[float, float]:
-    """Sync the secondary; returns (ms until it selected `version`, ms for the whole sync)."""
+    """`atlas sync --now` on the secondary; returns (ms until it selected `version`, ms for
+    the whole command)."""
     selected_link = up.pair.secondary.root / "modules/demo/selected"
     seen: list[float] = []
     done = threading.Event()
@@ -74,11 +75,11 @@ def sync_until_selected(up: UpdatePair, version: str) -> tuple[float, float]:
     watcher = threading.Thread(target=watch)
     start = time.perf_counter()
     watcher.start()
-    result = up.pair.sync()
+    result = up.pair.cli("--now")
     total = ms_since(start)
     done.set()
     watcher.join()
-    assert result.status == "ok", result.last_error
+    assert result.returncode == 0, result.stdout + result.stderr
     assert seen, f"the secondary did not select {version}"
     return (seen[0] - start) * 1000, total
 
@@ -123,7 +124,7 @@ def bench(up: UpdatePair, runs: int, scratch: Path) -> None:
         trial_rollback_sel.append(sync_until_selected(up, "1.0")[0])
         print(f"run {n + 1}/{runs} done", flush=True)
     report("stage: `atlas update stage` on the primary", stage_cli)
-    report("stage: the secondary's sync (as `atlas sync --now`) until it selects it", stage_sync)
+    report("stage: the secondary's `atlas sync --now` until it selects the version", stage_sync)
     report("stage → the secondary runs the version (the two above)", stage_total)
     report("promote: `atlas update promote` (asks the secondary)", promote_cli)
     if promote_step:
@@ -131,9 +132,9 @@ def bench(up: UpdatePair, runs: int, scratch: Path) -> None:
     report("rollback, primary: `atlas update rollback`", rollback_cli, "< 1000 ms")
     if rollback_step:
         report("rollback, primary: the step alone (reselect, record)", rollback_step)
-    report("rollback, secondary: sync start until the previous version is selected", rollback_sel,
+    report("rollback, secondary: `atlas sync --now` start until the previous one is selected", rollback_sel,
            "< 1000 ms")
-    report("rollback, secondary: the whole sync that carries it", rollback_sync)
+    report("rollback, secondary: the whole `atlas sync --now` that carries it", rollback_sync)
     report("rollback of a trial: `atlas update rollback` on the primary", trial_rollback_cli)
     report("rollback of a trial, secondary: sync start until it is dropped", trial_rollback_sel)
 

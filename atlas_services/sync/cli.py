@@ -44,7 +44,7 @@ examples:
 
 SERVE_EPILOG = """\
 Not for interactive use: sshd runs it on the primary for the sync key (forced command)
-and it answers only: hello, list, manifest, results, staged, send-config GEN [PARENT],
+and it answers only: hello, list, manifest, results, send-config GEN [PARENT],
 send-module NAME VERSION [PARENT] (on a secondary, for the primary: hello, results, pull,
 trial); anything else is refused and logged.
 """

@@ -83,6 +83,7 @@ class Session:
     applied: tuple[int | None, str | None] = (None, None)
     results_fetched: str | None = None
     config_failed: bool = False
+    greeting: dict[str, Any] = field(default_factory=dict)  # the primary's hello
 
     def step(self, name: str, action: Callable[[], None]) -> bool:
         try:
@@ -124,6 +125,7 @@ class Session:
             raise SyncError(Kind.NOT_PRIMARY, f"{self.client.target.describe()} answers as "
                             f"{reply.get('role')!r}, not as the primary: nothing is pulled from it",
                             "check which server holds the primary's data set")
+        self.greeting = reply
         ours = _cluster_id(self.layout.data_root)
         theirs = reply.get("cluster_id")
         if ours and theirs and ours != theirs:
@@ -217,16 +219,13 @@ class Session:
         """Take what the primary stages on trial here, or end trials it no longer stages."""
         from atlas_services.update import rules, trial
 
-        try:
-            reply = self.client.call_json("staged")
-        except SyncError as err:
-            if err.kind is not Kind.REFUSED:
-                raise
-            self.notes.append("the primary does not stage updates (an older ATLAS): trials here are "
+        if "staged" not in self.greeting:
+            why = self.greeting.get("staged_error") or "it runs an ATLAS that predates updates"
+            self.notes.append(f"the primary does not say what it stages ({why}): trials here are "
                               "left as they are")
             return
         try:
-            offers = rules.parse_staged_reply(reply)
+            offers = rules.parse_staged_reply({"staged": self.greeting["staged"]})
         except ValueError as err:
             raise SyncError(Kind.BAD_REPLY, f"the primary's staged updates: {err}") from None
         store = ModuleStore(self.layout.module_store, self.layout.formats_file)

@@ -5,11 +5,12 @@ sshd runs it for every connection made with the sync key (authorized_keys:
 client's request arrives only as text in SSH_ORIGINAL_COMMAND and is parsed here, never by
 a shell. Only these read verbs exist:
 
-    hello                               protocol, version, role, cluster id (JSON)
+    hello                               protocol, version, role, cluster id, and on the
+                                        primary the updates it stages for a trial on the
+                                        secondary (JSON)
     list                                generations and module versions with identities (JSON)
     manifest                            the environment manifest (JSON)
     results                             the Verifier's latest results (JSON)
-    staged                              the updates staged for a trial on the secondary (JSON)
     send-config GEN [PARENT]            btrfs send stream of generation GEN
     send-module NAME VERSION [PARENT]   btrfs send stream of a module version
 
@@ -67,7 +68,6 @@ VERBS: dict[str, Verb] = {
     "list": Verb(),
     "manifest": Verb(),
     "results": Verb(),
-    "staged": Verb(),
     "trial": Verb(),
     "send-config": Verb((("GEN", _GENERATION),), (("PARENT", _GENERATION),)),
     "send-module": Verb((("NAME", bundle.NAME_PATTERN), ("VERSION", bundle.VERSION_PATTERN)),
@@ -76,8 +76,7 @@ VERBS: dict[str, Verb] = {
 }
 # What each role serves; anything else (standby, refused) only says hello.
 ROLE_VERBS = {
-    "primary": frozenset({"hello", "list", "manifest", "results", "staged", "send-config",
-                          "send-module"}),
+    "primary": frozenset({"hello", "list", "manifest", "results", "send-config", "send-module"}),
     "secondary": frozenset({"hello", "results", "pull", "trial"}),
 }
 
@@ -157,9 +156,25 @@ def _cluster_id(data_root: Path) -> str | None:
 
 
 def hello(layout: ServeLayout) -> dict[str, Any]:
-    return {"protocol": PROTOCOL, "atlas_version": __version__, "verbs": list(VERBS),
-            "hostname": osinfo.hostname(), "role": _role(layout.role_file),
-            "cluster_id": _cluster_id(layout.data_root)}
+    role = _role(layout.role_file)
+    reply = {"protocol": PROTOCOL, "atlas_version": __version__, "verbs": list(VERBS),
+             "hostname": osinfo.hostname(), "role": role, "cluster_id": _cluster_id(layout.data_root)}
+    if role == "primary":
+        # What the secondary should try; in the hello, every sync learns it without another
+        # round trip, and a secondary that predates updates ignores it.
+        reply.update(staged_updates(layout))
+    return reply
+
+
+def staged_updates(layout: ServeLayout) -> dict[str, Any]:
+    """On the primary: the updates it stages for a trial on the secondary ({"staged": …}),
+    or why they cannot be told ({"staged_error": …}: the secondary leaves its trials alone)."""
+    from atlas_services.update import record
+
+    try:
+        return record.staged_reply(layout.update_record)
+    except AtlasError as err:
+        return {"staged_error": str(err)}
 
 
 def results(layout: ServeLayout) -> dict[str, Any]:
@@ -206,13 +221,6 @@ def pull(layout: ServeLayout) -> dict[str, Any]:
     return result.to_json()
 
 
-def staged_updates(layout: ServeLayout) -> dict[str, Any]:
-    """On the primary: what it stages for a trial on the secondary."""
-    from atlas_services.update import record
-
-    return record.staged_reply(layout.update_record)
-
-
 def trial(layout: ServeLayout) -> dict[str, Any]:
     """On the secondary: the update on trial here, with its green cycles so far."""
     from atlas_services.update import trial as trial_mod
@@ -225,7 +233,6 @@ def trial(layout: ServeLayout) -> dict[str, Any]:
 def _json_verbs() -> dict[str, Callable[[ServeLayout], Any]]:
     return {
         "pull": pull,
-        "staged": staged_updates,
         "trial": trial,
         "hello": hello,
         "list": lambda layout: listing.list_stores(ConfigStore(layout.config_store),

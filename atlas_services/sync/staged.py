@@ -7,7 +7,7 @@ The marker is one file per module in /var/lib/atlas/sync/staged/:
     stage 3f2a…                    the primary's id of this stage
     since 2026-11-25T12:00:00Z     when this server selected it (the trial's start)
 
-A sync writes it (`mark_staged`) when the primary's `staged` reply names a version this
+A sync writes it (`mark_staged`) when the primary's hello stages a version this
 server holds, and removes it (`clear_staged`) when the primary no longer does (promoted,
 rolled back, aborted); from then on the primary's selection is mirrored again.
 """

@@ -3,7 +3,8 @@ once the secondary ran it green long enough, roll back, abort — and the status
 
 The primary never selects a staged version until it is promoted, and it only ever *asks*
 the secondary (sync-serve `trial` through the sync key's door, read-only); the secondary
-takes the staged version by pulling (sync-serve `staged`), so neither can write on the other.
+takes the staged version by pulling (told in sync-serve `hello`), so neither can write on
+the other.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """The primary's update record, /var/lib/atlas/update/record.json: the module versions staged
 for a trial on the secondary, and the last things that happened (staged, promoted, rolled
-back, aborted). sync-serve's `staged` verb tells the secondary what is staged from it.
+back, aborted). The primary's sync-serve `hello` tells the secondary what is staged.
 
     {"format": 1,
      "staged": {"atlas_services": {"version": "0.2.0", "id": "3f2a…", "staged_at": "…Z",
@@ -186,6 +186,6 @@ def locked(path: Path = paths.UPDATE_RECORD) -> Iterator[None]:
 
 
 def staged_reply(path: Path = paths.UPDATE_RECORD) -> dict[str, Any]:
-    """sync-serve `staged` on the primary: what the secondary should try (read-only)."""
+    """For sync-serve `hello` on the primary: what the secondary should try (read-only)."""
     return {"staged": {m: {"version": s.version, "id": s.id, "staged_at": s.staged_at}
                        for m, s in sorted(read(path).staged.items())}}

@@ -225,7 +225,7 @@ def pick_module(given: str | None, staged: Sequence[str], last_promoted: str | N
 
 @dataclass(frozen=True)
 class Offer:
-    """What the primary's `staged` reply offers for one module."""
+    """What the primary's hello offers for one module's trial."""
 
     version: str
     stage_id: str

@@ -83,9 +83,10 @@ def test_a_trial_the_primary_does_not_stage_is_ended(pair: Pair) -> None:
     assert any("trial of 3.0 ended" in note for note in result.notes)
 
 
-def test_an_older_primary_that_stages_nothing_leaves_the_trial_alone(pair: Pair) -> None:
-    # sync-serve before updates existed refused the `staged` verb (exit 2, unknown verb).
-    pair.authorize(wrapper="case $SSH_ORIGINAL_COMMAND in staged) exit 2;; esac; {command}")
+def test_a_primary_that_cannot_say_what_it_stages_leaves_the_trial_alone(pair: Pair) -> None:
+    # As an older primary, whose hello predates updates: nothing said, nothing ended.
+    pair.primary.update_record.parent.mkdir(parents=True)
+    pair.primary.update_record.write_text("{ damaged")
     pair.secondary.install(make_bundle(pair.tmp / "s", "3.0"), select=True)
     staged.mark_staged("demo", "3.0", pair.layout.staged_dir)
     pair.primary.install(make_bundle(pair.tmp / "p", "2.0"), select=True)
@@ -97,6 +98,7 @@ def test_an_older_primary_that_stages_nothing_leaves_the_trial_alone(pair: Pair)
     assert "2.0" in pair.secondary.modules.versions("demo")
     selection = next(d for d in result.drift if d.item == "selection demo")
     assert selection.klass.value == "compatible" and "staged" in selection.reason
+    assert any("does not say what it stages" in note for note in result.notes)
 
 
 def test_secondary_generations_the_primary_lacks_are_superseded(pair: Pair) -> None:

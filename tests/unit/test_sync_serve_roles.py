@@ -39,19 +39,32 @@ def test_every_role_says_hello(tmp_path: Path, role: str) -> None:
     assert json.loads(out.getvalue())["role"] == role
 
 
-@pytest.mark.parametrize("role,verb", [("primary", "trial"), ("secondary", "staged"),
-                                       ("standby", "staged"), ("standby", "trial")])
+@pytest.mark.parametrize("role,verb", [("primary", "trial"), ("standby", "trial")])
 def test_update_verbs_are_served_by_their_role_only(tmp_path: Path, role: str, verb: str) -> None:
     out = io.BytesIO()
     assert serve.serve(verb, layout_for(tmp_path, role), out) == EXIT_REFUSED
     assert out.getvalue() == b""
 
 
-def test_the_primary_says_what_it_stages(tmp_path: Path) -> None:
+def test_the_primarys_hello_says_what_it_stages(tmp_path: Path) -> None:
+    out = io.BytesIO()
+    assert serve.serve("hello", layout_for(tmp_path, "primary"), out) == 0
+    assert json.loads(out.getvalue())["staged"] == {}
+
+
+def test_a_damaged_update_record_is_said_in_the_hello_not_fatal(tmp_path: Path) -> None:
     out = io.BytesIO()
     layout = layout_for(tmp_path, "primary")
-    assert serve.serve("staged", layout, out) == 0
-    assert json.loads(out.getvalue()) == {"staged": {}}
+    layout.update_record.write_text("{")
+    assert serve.serve("hello", layout, out) == 0
+    reply = json.loads(out.getvalue())
+    assert "staged" not in reply and "not JSON" in reply["staged_error"]
+
+
+def test_the_secondarys_hello_says_nothing_of_updates(tmp_path: Path) -> None:
+    out = io.BytesIO()
+    assert serve.serve("hello", layout_for(tmp_path, "secondary"), out) == 0
+    assert "staged" not in json.loads(out.getvalue())
 
 
 def test_the_secondary_reports_its_trial(tmp_path: Path) -> None:
