@@ -22,6 +22,7 @@ COMMANDS = {
     "failover": "atlas_services.failover",
     "sync": "atlas_services.sync.cli",
     "sync-serve": "atlas_services.sync.cli",
+    "update": "atlas_services.update.cli",
 }
 
 EPILOG = """\
@@ -36,6 +37,7 @@ examples:
   atlas module list
   atlas verify --now
   atlas sync status
+  atlas update status
 """
 
 

@@ -77,6 +77,23 @@ def evaluate(pulled: dict[str, Any], results: dict[str, Any], primary_newest: in
     ]
 
 
+def trial_check(record_file: Path = paths.UPDATE_RECORD) -> Check:
+    """The secondary runs a version on trial while an update is staged: after a failover it
+    would run it as the primary, unpromoted. Promote or roll back first."""
+    from atlas_services.update import record
+
+    try:
+        staged = record.read(record_file).staged
+    except AtlasError as err:
+        return Check("no update on trial", False, str(err))
+    if not staged:
+        return Check("no update on trial", True, "nothing is staged")
+    names = ", ".join(f"{u.module} {u.version}" for u in staged.values())
+    return Check("no update on trial", False, f"the secondary runs {names} on trial: after a failover "
+                 "it would run as the primary unpromoted; 'atlas update promote' or 'atlas update "
+                 "rollback' first")
+
+
 def prepare(data_root: Path = paths.DATA_ROOT, role_file: Path = paths.ROLE_FILE
             ) -> tuple[list[Check], str]:
     from atlas_services.store.config import ConfigStore
@@ -102,6 +119,7 @@ def prepare(data_root: Path = paths.DATA_ROOT, role_file: Path = paths.ROLE_FILE
     cycle = served.get("results") if isinstance(served, dict) else None
     checks = evaluate(pulled, cycle if isinstance(cycle, dict) else {}, primary_newest,
                       settings.load().verify_interval_s, datetime.now(UTC))
+    checks.append(trial_check())
     devices = (role.get("dataset") or {}).get("devices") or []
     text = CHECKLIST.format(primary=role.get("hostname"), other=target.host_key_alias,
                             primary_name=role.get("hostname"), secondary_name=target.host_key_alias,

@@ -25,3 +25,15 @@ SYNC_FAILED = "a51b48478d7345a2a48b705039e71c72"
 SYNC_IMPOSTOR = "72cf02dfc3f24cf0a982bf2d37babd22"
 # `atlas sync-serve` refused a request (a shell command, another verb, a bad argument).
 SYNC_SERVE_REFUSED = "51367703ac72493d89245a69ef280cfc"
+
+# Updates (design §7). On the primary: a version was staged for a trial on the secondary,
+# promoted, refused promotion, rolled back, or its stage was aborted.
+UPDATE_STAGED = "732f8d982e5f40108bbd4832a474b92d"
+UPDATE_PROMOTED = "d366c78fb23f409dafec489e010032ee"
+UPDATE_PROMOTE_REFUSED = "b7d082e53bb24894bf7cdd71f8cb7931"
+UPDATE_ROLLED_BACK = "289ab3307bd0420ab7c53928dac5972c"
+UPDATE_ABORTED = "c6ea65f0e03d45948630657d2739fa7b"
+# On the secondary: its sync selected a staged version for a trial, or ended the trial
+# (the primary promoted, rolled back or aborted it) and went back to mirroring.
+UPDATE_TRIAL_STARTED = "c75f4772045c4befa40c3fe64160ca55"
+UPDATE_TRIAL_ENDED = "91e255b42313418caa94d09d9f4b1dab"

@@ -30,9 +30,14 @@ FORMATS_FILE = STATE_DIR / "formats.json"
 SYNC_DIR = STATE_DIR / "sync"
 SYNC_STATE = SYNC_DIR / "state.json"
 SYNC_LOCK = SYNC_DIR / ".lock"
-# One file per module whose update is staged on this server (content: the staged version):
-# the Synchronizer does not mirror the primary's selection of such a module (see updates).
+# One file per module whose update is on trial on this secondary (the staged version, the
+# stage's id, when it was selected here): the Synchronizer keeps that selection instead of
+# mirroring the primary's, for as long as the primary keeps the update staged.
 SYNC_STAGED = SYNC_DIR / "staged"
+# The primary's record of updates: what is staged for a trial on the secondary, and what
+# was staged, promoted, rolled back or aborted (atlas_services/update).
+UPDATE_DIR = STATE_DIR / "update"
+UPDATE_RECORD = UPDATE_DIR / "record.json"
 VERIFY_DIR = STATE_DIR / "verify"
 VERIFY_LATEST = VERIFY_DIR / "latest.json"  # the last cycle (also what the peer is sent)
 VERIFY_HISTORY = VERIFY_DIR / "history.jsonl"  # the last cycles, one JSON object a line

@@ -19,6 +19,7 @@ class Status:
     role: str
     role_reason: str
     verify: str = ""  # the Verifier's last cycle, one line
+    update: tuple[str, ...] = ()  # an update staged (primary) or on trial (secondary)
 
     def to_text(self) -> str:
         rows = [
@@ -29,6 +30,7 @@ class Status:
         ]
         if self.verify:
             rows.append(("verify", self.verify))
+        rows += [("update", line) for line in self.update]
         width = max(len(k) for k, _ in rows)
         return "\n".join(f"{k.ljust(width)}  {v}" for k, v in rows)
 
@@ -54,7 +56,20 @@ def collect() -> Status:
         role=role,
         role_reason=reason,
         verify=verify_report.summary_line(),
+        update=_update(role),
     )
+
+
+def _update(role: str) -> tuple[str, ...]:
+    from atlas_services import settings
+    from atlas_services.errors import AtlasError
+    from atlas_services.update import view
+
+    try:
+        required = settings.load().promote_green_cycles
+    except AtlasError:
+        required = settings.Settings().promote_green_cycles
+    return tuple(view.lines(role, required))
 
 
 def command(args: argparse.Namespace) -> int:

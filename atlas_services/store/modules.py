@@ -81,6 +81,20 @@ def formats_on_disk(recorded: Mapping[str, int], selected: bundle.Formats | None
     return on_disk
 
 
+def loaded_from(store_root: Path, file: Path) -> tuple[str, str] | None:
+    """(module, version) when `file` lies in an installed version's payload under the store
+    (what the launcher put on sys.path), else None (the image's own copy, a checkout)."""
+    try:
+        parts = file.resolve().relative_to(store_root.resolve()).parts
+    except (ValueError, OSError):
+        return None
+    if len(parts) < 4 or parts[2] != bundle.PAYLOAD:
+        return None
+    if not bundle.NAME_PATTERN.fullmatch(parts[0]) or not bundle.VERSION_PATTERN.fullmatch(parts[1]):
+        return None
+    return parts[0], parts[1]
+
+
 class ModuleStore:
     def __init__(self, root: Path = paths.MODULE_STORE, formats_file: Path = paths.FORMATS_FILE) -> None:
         self.root = root
@@ -121,6 +135,20 @@ class ModuleStore:
 
     def previous(self, module: str) -> str | None:
         return self._link(module, PREVIOUS)
+
+    def versions_in_use(self, running_file: Path) -> dict[str, str]:
+        """The version of each module this process runs with: the selected one, except for the
+        module `running_file` (a file of the running code) belongs to, whose version is the
+        one it was loaded from — or none, when it runs from outside the store (the launcher
+        fell back to the image's own copy)."""
+        in_use = {m: v for m in self.modules() if (v := self.selected(m)) is not None}
+        running = loaded_from(self.root, running_file)
+        package = running_file.resolve().parent.name
+        if running is not None:
+            in_use[running[0]] = running[1]
+        else:
+            in_use.pop(package, None)
+        return in_use
 
     def manifest(self, module: str, version: str) -> bundle.Manifest:
         path = self.path(module, version) / bundle.MANIFEST_NAME

@@ -45,7 +45,8 @@ examples:
 SERVE_EPILOG = """\
 Not for interactive use: sshd runs it on the primary for the sync key (forced command)
 and it answers only: hello, list, manifest, results, send-config GEN [PARENT],
-send-module NAME VERSION [PARENT]; anything else is refused and logged.
+send-module NAME VERSION [PARENT] (on a secondary, for the primary: hello, results, pull,
+trial); anything else is refused and logged.
 """
 
 
@@ -264,7 +265,9 @@ def serve_command(args: argparse.Namespace) -> int:
     _serve_logging()
     layout = serve.ServeLayout(config_store=args.config_store, module_store=args.module_store,
                                results_file=args.results, data_root=args.data_root,
-                               role_file=args.role_file, system_root=args.system_root)
+                               role_file=args.role_file, system_root=args.system_root,
+                               formats_file=args.formats_file, update_record=args.update_record,
+                               staged_dir=args.staged_dir, verify_history=args.history)
     return serve.serve(os.environ.get("SSH_ORIGINAL_COMMAND"), layout, sys.stdout.buffer)
 
 
@@ -279,12 +282,14 @@ def _hidden_paths(parser: argparse.ArgumentParser, *, serving: bool) -> None:
     parser.add_argument("--data-root", type=Path, default=paths.DATA_ROOT, help=hide)
     parser.add_argument("--role-file", type=Path, default=paths.ROLE_FILE, help=hide)
     parser.add_argument("--system-root", type=Path, default=Path("/"), help=hide)
+    parser.add_argument("--formats-file", type=Path, default=paths.FORMATS_FILE, help=hide)
+    parser.add_argument("--staged-dir", type=Path, default=paths.SYNC_STAGED, help=hide)
     if serving:
         parser.add_argument("--results", type=Path, default=paths.VERIFY_LATEST, help=hide)
+        parser.add_argument("--update-record", type=Path, default=paths.UPDATE_RECORD, help=hide)
+        parser.add_argument("--history", type=Path, default=paths.VERIFY_HISTORY, help=hide)
         return
-    parser.add_argument("--formats-file", type=Path, default=paths.FORMATS_FILE, help=hide)
     parser.add_argument("--state", type=Path, default=paths.SYNC_STATE, help=hide)
-    parser.add_argument("--staged-dir", type=Path, default=paths.SYNC_STAGED, help=hide)
     parser.add_argument("--peer-results", type=Path, default=paths.PEER_VERIFY_RESULTS, help=hide)
     parser.add_argument("--apply-root", type=Path, default=None, help=hide)
 

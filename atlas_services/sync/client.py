@@ -50,6 +50,7 @@ class Target:
     identity_file: Path
     known_hosts: Path
     user: str = "root"
+    role: str = "primary"  # the peer's role, for messages ("the secondary … is unreachable")
 
     def describe(self) -> str:
         port = f":{self.port}" if self.port != 22 else ""
@@ -77,7 +78,7 @@ def target_from_dataset(data_root: Path = paths.DATA_ROOT, *, address: str | Non
             raise SyncError(Kind.SETUP, f"the data set lacks {needed}",
                             "re-provision the data set from the cluster directory")
     return Target(address=address or peer.ip, port=port, host_key_alias=peer.hostname,
-                  identity_file=key, known_hosts=known_hosts)
+                  identity_file=key, known_hosts=known_hosts, role=role)
 
 
 def ssh_argv(target: Target, request: Sequence[str], *, control: Path | None = None,
@@ -117,25 +118,25 @@ def classify(target: Target, returncode: int, stderr: str, request: Sequence[str
     what = " ".join(request)
     if returncode == TRANSPORT_EXIT:
         if any(p in stderr for p in _HOST_KEY_PATTERNS):
-            return SyncError(Kind.HOST_KEY, f"the host key of {target.describe()} is not the primary's "
+            return SyncError(Kind.HOST_KEY, f"the host key of {target.describe()} is not the {target.role}'s "
                              "key pinned on the data set: possible impostor, sync refused",
-                             "if the primary's keys were really replaced, re-provision the data sets "
+                             f"if the {target.role}'s keys were really replaced, re-provision the data sets "
                              "from the cluster directory; otherwise find out who answers at that address")
         if any(p in stderr for p in _AUTH_PATTERNS):
-            return SyncError(Kind.AUTH, f"the primary {target.describe()} did not accept the cluster's "
+            return SyncError(Kind.AUTH, f"the {target.role} {target.describe()} did not accept the cluster's "
                              f"sync key ({detail})",
-                             "is it running as primary with this cluster's data set?")
+                             f"is it running as {target.role} with this cluster's data set?")
         if any(p in stderr for p in _UNREACHABLE_PATTERNS) or not detail:
-            return SyncError(Kind.UNREACHABLE, f"the primary {target.describe()} is unreachable"
+            return SyncError(Kind.UNREACHABLE, f"the {target.role} {target.describe()} is unreachable"
                              + (f" ({detail})" if detail else ""),
                              "check that it is powered on and on the network; the last good state is kept")
-        return SyncError(Kind.TRANSPORT, f"the connection to the primary {target.describe()} failed "
+        return SyncError(Kind.TRANSPORT, f"the connection to the {target.role} {target.describe()} failed "
                          f"during '{what}': {detail}", "the next sync retries")
     if returncode == EXIT_REFUSED:
-        return SyncError(Kind.REFUSED, f"the primary refused '{what}': {detail}",
+        return SyncError(Kind.REFUSED, f"the {target.role} refused '{what}': {detail}",
                          "the two servers may run different ATLAS versions")
-    return SyncError(Kind.REMOTE_FAILED, f"the primary failed '{what}' (exit {returncode}): {detail}",
-                     "see the primary's journal")
+    return SyncError(Kind.REMOTE_FAILED, f"the {target.role} failed '{what}' (exit {returncode}): {detail}",
+                     f"see the {target.role}'s journal")
 
 
 class Client:
@@ -177,7 +178,7 @@ class Client:
             if code is not None:
                 raise classify(self.target, code, log_file.read_text(errors="replace"), ["connect"])
             if time.monotonic() > deadline:
-                raise SyncError(Kind.UNREACHABLE, f"the primary {self.target.describe()} did not "
+                raise SyncError(Kind.UNREACHABLE, f"the {self.target.role} {self.target.describe()} did not "
                                 f"complete the SSH handshake in {CONNECT_TIMEOUT_S + 5} s",
                                 "check that it is powered on and on the network")
             time.sleep(0.02)
@@ -202,15 +203,16 @@ class Client:
         try:
             result = proc.run(argv, check=False, timeout=JSON_TIMEOUT_S, hint="openssh-client is needed")
         except proc.CommandFailed as err:
-            raise SyncError(Kind.UNREACHABLE, f"the primary {self.target.describe()} did not answer "
-                            f"'{' '.join(request)}' in time ({err})", "the next sync retries") from None
+            raise SyncError(Kind.UNREACHABLE, f"the {self.target.role} {self.target.describe()} did not "
+                            f"answer '{' '.join(request)}' in time ({err})",
+                            "the next sync retries") from None
         if result.returncode != 0:
             raise classify(self.target, result.returncode, result.stderr, request)
         try:
             return json.loads(result.stdout)
         except ValueError:
-            raise SyncError(Kind.BAD_REPLY, f"the primary's reply to '{' '.join(request)}' is not JSON "
-                            f"({result.stdout[:80]!r})") from None
+            raise SyncError(Kind.BAD_REPLY, f"the {self.target.role}'s reply to '{' '.join(request)}' is "
+                            f"not JSON ({result.stdout[:80]!r})") from None
 
     def open_stream(self, *request: str) -> proc.Started:
         """Start a streaming verb; the caller reads `.stdout` and then calls `finish`."""

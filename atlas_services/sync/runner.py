@@ -1,7 +1,8 @@
 """One sync, on the secondary: hello → list → fetch configuration generations and module
-versions → mirror selections → fetch the primary's Verifier results → compare manifests →
-apply the newest configuration → make sure the Verifier's test environment exists →
-record it all in state.json.
+versions → follow the primary's staged updates (select them here for their trial, or end
+trials it no longer stages) → mirror selections → fetch the primary's Verifier results →
+compare manifests → apply the newest configuration → make sure the Verifier's test
+environment exists → record it all in state.json.
 
 A failure that cuts the secondary off from the primary (unreachable, wrong host key, key
 refused) ends the sync at once; any other failure is recorded and the steps that do not
@@ -82,6 +83,7 @@ class Session:
     applied: tuple[int | None, str | None] = (None, None)
     results_fetched: str | None = None
     config_failed: bool = False
+    greeting: dict[str, Any] = field(default_factory=dict)  # the primary's hello
 
     def step(self, name: str, action: Callable[[], None]) -> bool:
         try:
@@ -123,6 +125,7 @@ class Session:
             raise SyncError(Kind.NOT_PRIMARY, f"{self.client.target.describe()} answers as "
                             f"{reply.get('role')!r}, not as the primary: nothing is pulled from it",
                             "check which server holds the primary's data set")
+        self.greeting = reply
         ours = _cluster_id(self.layout.data_root)
         theirs = reply.get("cluster_id")
         if ours and theirs and ours != theirs:
@@ -212,6 +215,27 @@ class Session:
             raise SyncError(Kind.CORRUPT_STREAM, f"module {step.module} {step.version} arrived "
                             f"damaged: {err.what}", "the next sync fetches it again") from None
 
+    def follow_staged(self) -> None:
+        """Take what the primary stages on trial here, or end trials it no longer stages."""
+        from atlas_services.update import rules, trial
+
+        if "staged" not in self.greeting:
+            why = self.greeting.get("staged_error") or "it runs an ATLAS that predates updates"
+            self.notes.append(f"the primary does not say what it stages ({why}): trials here are "
+                              "left as they are")
+            return
+        try:
+            offers = rules.parse_staged_reply({"staged": self.greeting["staged"]})
+        except ValueError as err:
+            raise SyncError(Kind.BAD_REPLY, f"the primary's staged updates: {err}") from None
+        store = ModuleStore(self.layout.module_store, self.layout.formats_file)
+        followed = trial.follow(offers, store, self.layout.staged_dir, state.now())
+        self.notes.extend(followed.notes)
+        if followed.failures:
+            raise SyncError(Kind.SELECT_FAILED, "could not select a staged version for its trial: "
+                            + "; ".join(followed.failures), "abort the update on the primary "
+                            "('atlas update abort'), or see 'atlas module list' here")
+
     def selections(self) -> None:
         assert self.remote is not None
         store = ModuleStore(self.layout.module_store, self.layout.formats_file)
@@ -279,6 +303,7 @@ class Session:
             return
         self.step("configuration", self.config)
         self.step("modules", self.modules)
+        self.step("staged updates", self.follow_staged)
         self.step("selections", self.selections)
         self.step("Verifier results", self.results)
         self.step("manifest", self.compare)

@@ -5,16 +5,19 @@ sshd runs it for every connection made with the sync key (authorized_keys:
 client's request arrives only as text in SSH_ORIGINAL_COMMAND and is parsed here, never by
 a shell. Only these read verbs exist:
 
-    hello                               protocol, version, role, cluster id (JSON)
+    hello                               protocol, version, role, cluster id, and on the
+                                        primary the updates it stages for a trial on the
+                                        secondary (JSON)
     list                                generations and module versions with identities (JSON)
     manifest                            the environment manifest (JSON)
     results                             the Verifier's latest results (JSON)
     send-config GEN [PARENT]            btrfs send stream of generation GEN
     send-module NAME VERSION [PARENT]   btrfs send stream of a module version
 
-A secondary answers the primary's `atlas failover prepare` through the same door, with
-fewer verbs: `hello`, `results`, and `pull` (sync from the primary now, then say how it
-went). No verb writes anything the client names.
+A secondary answers the primary's `atlas failover prepare` and `atlas update` through the
+same door, with fewer verbs: `hello`, `results`, `pull` (sync from the primary now, then
+say how it went) and `trial` (the update on trial here: green cycles so far). No verb
+writes anything the client names.
 
 Anything else — a shell command, another verb, a missing or extra argument, a character
 outside [A-Za-z0-9 ._+~-], a path — is refused (exit 2) and logged. Where the stores are
@@ -65,6 +68,7 @@ VERBS: dict[str, Verb] = {
     "list": Verb(),
     "manifest": Verb(),
     "results": Verb(),
+    "trial": Verb(),
     "send-config": Verb((("GEN", _GENERATION),), (("PARENT", _GENERATION),)),
     "send-module": Verb((("NAME", bundle.NAME_PATTERN), ("VERSION", bundle.VERSION_PATTERN)),
                         (("PARENT", bundle.VERSION_PATTERN),)),
@@ -73,7 +77,7 @@ VERBS: dict[str, Verb] = {
 # What each role serves; anything else (standby, refused) only says hello.
 ROLE_VERBS = {
     "primary": frozenset({"hello", "list", "manifest", "results", "send-config", "send-module"}),
-    "secondary": frozenset({"hello", "results", "pull"}),
+    "secondary": frozenset({"hello", "results", "pull", "trial"}),
 }
 
 
@@ -126,6 +130,10 @@ class ServeLayout:
     data_root: Path = paths.DATA_ROOT
     role_file: Path = paths.ROLE_FILE
     system_root: Path = field(default=Path("/"))
+    formats_file: Path = paths.FORMATS_FILE
+    update_record: Path = paths.UPDATE_RECORD  # the primary's staged updates
+    staged_dir: Path = paths.SYNC_STAGED  # the secondary's trials
+    verify_history: Path = paths.VERIFY_HISTORY
 
 
 # ---------------------------------------------------------------- the verbs
@@ -148,9 +156,25 @@ def _cluster_id(data_root: Path) -> str | None:
 
 
 def hello(layout: ServeLayout) -> dict[str, Any]:
-    return {"protocol": PROTOCOL, "atlas_version": __version__, "verbs": list(VERBS),
-            "hostname": osinfo.hostname(), "role": _role(layout.role_file),
-            "cluster_id": _cluster_id(layout.data_root)}
+    role = _role(layout.role_file)
+    reply = {"protocol": PROTOCOL, "atlas_version": __version__, "verbs": list(VERBS),
+             "hostname": osinfo.hostname(), "role": role, "cluster_id": _cluster_id(layout.data_root)}
+    if role == "primary":
+        # What the secondary should try; in the hello, every sync learns it without another
+        # round trip, and a secondary that predates updates ignores it.
+        reply.update(staged_updates(layout))
+    return reply
+
+
+def staged_updates(layout: ServeLayout) -> dict[str, Any]:
+    """On the primary: the updates it stages for a trial on the secondary ({"staged": …}),
+    or why they cannot be told ({"staged_error": …}: the secondary leaves its trials alone)."""
+    from atlas_services.update import record
+
+    try:
+        return record.staged_reply(layout.update_record)
+    except AtlasError as err:
+        return {"staged_error": str(err)}
 
 
 def results(layout: ServeLayout) -> dict[str, Any]:
@@ -197,9 +221,19 @@ def pull(layout: ServeLayout) -> dict[str, Any]:
     return result.to_json()
 
 
+def trial(layout: ServeLayout) -> dict[str, Any]:
+    """On the secondary: the update on trial here, with its green cycles so far."""
+    from atlas_services.update import trial as trial_mod
+
+    return trial_mod.trial_reply(trial_mod.TrialLayout(
+        module_store=layout.module_store, formats_file=layout.formats_file,
+        staged_dir=layout.staged_dir, history=layout.verify_history))
+
+
 def _json_verbs() -> dict[str, Callable[[ServeLayout], Any]]:
     return {
         "pull": pull,
+        "trial": trial,
         "hello": hello,
         "list": lambda layout: listing.list_stores(ConfigStore(layout.config_store),
                                                    ModuleStore(layout.module_store)).to_json(),

@@ -52,6 +52,7 @@ class Targets:
     filesystems: tuple[Path, ...] | None = None  # default: the data set and the OS disk's state
     units: SystemdUnits = field(default_factory=Systemctl)
     clock_synchronized: Callable[[], bool | None] = kernel_clock_synchronized
+    module_store: Path = paths.MODULE_STORE  # the versions a cycle runs with are recorded in it
 
     @property
     def timeout(self) -> float:
@@ -88,6 +89,18 @@ def system_probes(t: Targets, last_seen: dt.datetime | None) -> list[Probe]:
     ]
 
 
+def modules_in_use(store_root: Path) -> dict[str, str]:
+    """The module versions this cycle runs with (an update's trial counts cycles by them);
+    none when the store cannot be read — the cycle itself must not fail for that."""
+    import atlas_services
+    from atlas_services.store.modules import ModuleStore
+
+    try:
+        return ModuleStore(store_root).versions_in_use(Path(atlas_services.__file__))
+    except (OSError, AtlasError):
+        return {}
+
+
 @contextmanager
 def cycle_lock(path: Path, wait_s: float = LOCK_WAIT_S) -> Iterator[None]:
     """One cycle at a time (the timer's and an administrator's `--now` would share a mailbox)."""
@@ -114,7 +127,8 @@ def run_once(targets: Targets, publisher: report.Publisher) -> Cycle:
     with cycle_lock(publisher.where.lock):
         previous = report.load_previous(publisher.where.latest)
         probes = service_probes(targets) + system_probes(targets, previous.finished if previous else None)
-        cycle = run_cycle(probes, role=targets.role, host=targets.hostname)
+        cycle = run_cycle(probes, role=targets.role, host=targets.hostname,
+                          modules=modules_in_use(targets.module_store))
         publisher.publish(cycle)
     return cycle
 
@@ -154,7 +168,12 @@ def box_targets(settings: Settings, role: RoleInfo) -> Targets:
 
 def box_publisher(settings: Settings) -> report.Publisher:
     sender = f"atlas-verify@{osinfo.hostname()}"
+
+    def update_lines(role: str) -> list[str]:
+        from atlas_services.update import view
+
+        return view.lines(role, settings.promote_green_cycles)
     return report.Publisher(
         where=report.ReportPaths(history_cycles=settings.verify_history_cycles),
         notifier=report.MailNotifier(recipient=settings.admin_email, sender=sender),
-        interval_s=settings.verify_interval_s)
+        interval_s=settings.verify_interval_s, update_lines=update_lines)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import enum
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from atlas_services.errors import Refused
@@ -141,6 +141,9 @@ class Cycle:
     started: dt.datetime
     finished: dt.datetime
     results: tuple[ProbeResult, ...]
+    # The module versions the cycle ran with (atlas_services: the one this process was
+    # loaded from): what an update's trial counts its green cycles by.
+    modules: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def status(self) -> Status:
@@ -169,6 +172,7 @@ class Cycle:
             "status": self.status.value, "started": format_time(self.started),
             "finished": format_time(self.finished),
             "results": [r.to_json() for r in self.results],
+            "modules": dict(sorted(self.modules.items())),
         }
 
     @classmethod
@@ -189,7 +193,16 @@ class Cycle:
             finished=parse_time(data.get("finished"), f"{source}: finished"),
             results=tuple(ProbeResult.from_json(r, f"{source}: result {i}")
                           for i, r in enumerate(results)),
+            modules=_modules(data.get("modules", {}), source),
         )
+
+
+def _modules(value: Any, source: str) -> dict[str, str]:
+    """Cycles written before modules were recorded have none."""
+    if not isinstance(value, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
+        raise Refused(f"{source}: modules must map module names to versions")
+    return dict(value)
 
 
 @dataclass(frozen=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -47,8 +48,9 @@ def _view(label: str, cycle: Cycle | None, now: dt.datetime, interval_s: int, mi
 
 
 def render_page(own: Cycle | None, peer: Cycle | None, *, host: str, role: str,
-                now: dt.datetime, interval_s: int) -> str:
-    """The HTML page (pure): one section per server, the worst status in the banner."""
+                now: dt.datetime, interval_s: int, updates: Sequence[str] = ()) -> str:
+    """The HTML page (pure): one section per server, the worst status in the banner, and
+    the update staged or on trial (`updates`, one line each)."""
     servers = [_view(f"this server ({role})", own, now, interval_s, "no verification cycle has run yet")]
     if peer is not None:
         servers.append(_view(f"peer ({peer.role})", peer, now, interval_s, ""))
@@ -60,7 +62,7 @@ def render_page(own: Cycle | None, peer: Cycle | None, *, host: str, role: str,
                              autoescape=True, undefined=jinja2.StrictUndefined)
     return env.get_template(TEMPLATE).render(
         servers=servers, overall=overall, headline=headline, title=f"ATLAS {host} ({role})",
-        now=f"{now:%Y-%m-%d %H:%M:%S}")
+        now=f"{now:%Y-%m-%d %H:%M:%S}", updates=list(updates))
 
 
 def write_page(html: str, directory: Path) -> Path:

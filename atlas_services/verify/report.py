@@ -216,6 +216,8 @@ class Publisher:
     notifier: Notifier | None = None
     interval_s: int = 120
     now: Callable[[], dt.datetime] = utcnow
+    # The update staged or on trial, for the page: role → lines (see update.view).
+    update_lines: Callable[[str], list[str]] | None = None
 
     def publish(self, cycle: Cycle) -> list[Change]:
         self.where.verify_dir.mkdir(parents=True, exist_ok=True)
@@ -248,8 +250,9 @@ class Publisher:
             peer = None
         host = cycle.host if cycle else ""
         role = cycle.role if cycle else ""
+        updates = self.update_lines(role) if self.update_lines is not None else []
         html = page.render_page(cycle, peer, host=host, role=role, now=self.now(),
-                                interval_s=self.interval_s)
+                                interval_s=self.interval_s, updates=updates)
         return page.write_page(html, self.where.page_dir)
 
     def _notify(self, cycle: Cycle, changed: Sequence[Change]) -> None:

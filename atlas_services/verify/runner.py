@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from atlas_services.verify.model import Cycle, Outcome, ProbeResult, utcnow
@@ -42,8 +42,10 @@ def _run(slot: _Slot) -> None:
     slot.done.set()
 
 
-def run_cycle(probes: Sequence[Probe], *, role: str, host: str, grace_s: float = GRACE_S) -> Cycle:
-    """Run every probe once, concurrently; return the cycle with one result per probe."""
+def run_cycle(probes: Sequence[Probe], *, role: str, host: str, grace_s: float = GRACE_S,
+              modules: Mapping[str, str] | None = None) -> Cycle:
+    """Run every probe once, concurrently; return the cycle with one result per probe.
+    `modules`: the module versions this cycle runs with, recorded in it."""
     started = utcnow()
     start = time.monotonic()
     slots = [_Slot(p) for p in probes]
@@ -62,4 +64,5 @@ def run_cycle(probes: Sequence[Probe], *, role: str, host: str, grace_s: float =
         results.append(ProbeResult(
             probe=slot.probe.name, target=slot.probe.target, status=outcome.status,
             latency_s=latency, message=outcome.message, timestamp=utcnow(), role=role, host=host))
-    return Cycle(host=host, role=role, started=started, finished=utcnow(), results=tuple(results))
+    return Cycle(host=host, role=role, started=started, finished=utcnow(), results=tuple(results),
+                 modules=dict(modules or {}))

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from .synchelp import Pair, Unavailable, check_available, make_pair
+from .updatehelp import UpdatePair, make_update_pair
 
 
 @contextlib.contextmanager
@@ -32,4 +33,15 @@ def pair(tmp_path: Path) -> Iterator[Pair]:
 def shared_pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pair]:
     """One pair for a module of tests that only read from it."""
     with _pair(tmp_path_factory.mktemp("pair")) as the_pair:
+        yield the_pair
+
+
+@pytest.fixture
+def up(tmp_path: Path) -> Iterator[UpdatePair]:
+    """The pair, with the secondary's own door (a second sshd) for the primary's questions."""
+    try:
+        check_available()
+    except Unavailable as err:
+        pytest.skip(str(err))
+    with make_update_pair(tmp_path) as the_pair:
         yield the_pair

@@ -211,6 +211,10 @@ class Server:
     def results(self) -> Path:
         return self.root / "verify/results.json"
 
+    @property
+    def update_record(self) -> Path:
+        return self.root / "update/record.json"
+
     def install(self, archive: Path, *, select: bool = False) -> None:
         manifest = self.modules.install(archive, None, TEST_PUB)
         if select:
@@ -253,6 +257,7 @@ class Pair:
         command = (f"/usr/bin/env PYTHONPATH={REPO} /usr/bin/python3 -m atlas_services sync-serve "
                    f"--config-store {p.root / 'config'} --module-store {p.root / 'modules'} "
                    f"--data-root {p.data} --role-file {p.role_file} --results {p.results} "
+                   f"--formats-file {p.root / 'formats.json'} --update-record {p.update_record} "
                    f"--system-root {self.system_roots.get('primary', Path('/'))}")
         return wrapper.format(command=command) if wrapper else command
 

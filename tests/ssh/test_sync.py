@@ -70,7 +70,23 @@ def test_primarys_verifier_results_are_kept_as_peer_results(pair: Pair) -> None:
     assert fetched == {"probes": [{"service": "web", "status": "ok"}]}
 
 
-def test_a_staged_update_keeps_its_selection(pair: Pair) -> None:
+def test_a_trial_the_primary_does_not_stage_is_ended(pair: Pair) -> None:
+    pair.secondary.install(make_bundle(pair.tmp / "s", "3.0"), select=True)
+    staged.mark_staged("demo", "3.0", pair.layout.staged_dir)
+    pair.primary.install(make_bundle(pair.tmp / "p", "2.0"), select=True)
+
+    result = pair.sync()
+
+    assert result.status == "ok", result.last_error
+    assert staged.staged_modules(pair.layout.staged_dir) == {}
+    assert pair.secondary.modules.selected("demo") == "2.0"
+    assert any("trial of 3.0 ended" in note for note in result.notes)
+
+
+def test_a_primary_that_cannot_say_what_it_stages_leaves_the_trial_alone(pair: Pair) -> None:
+    # As an older primary, whose hello predates updates: nothing said, nothing ended.
+    pair.primary.update_record.parent.mkdir(parents=True)
+    pair.primary.update_record.write_text("{ damaged")
     pair.secondary.install(make_bundle(pair.tmp / "s", "3.0"), select=True)
     staged.mark_staged("demo", "3.0", pair.layout.staged_dir)
     pair.primary.install(make_bundle(pair.tmp / "p", "2.0"), select=True)
@@ -82,6 +98,7 @@ def test_a_staged_update_keeps_its_selection(pair: Pair) -> None:
     assert "2.0" in pair.secondary.modules.versions("demo")
     selection = next(d for d in result.drift if d.item == "selection demo")
     assert selection.klass.value == "compatible" and "staged" in selection.reason
+    assert any("does not say what it stages" in note for note in result.notes)
 
 
 def test_secondary_generations_the_primary_lacks_are_superseded(pair: Pair) -> None:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
-from atlas_services.failover import evaluate
+from atlas_services.failover import evaluate, trial_check
+from atlas_services.update import record
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 
@@ -38,3 +40,12 @@ def test_not_ready_when_the_secondary_is_red_or_its_result_is_old() -> None:
 def test_not_ready_when_the_final_sync_failed() -> None:
     checks = {c.name: c for c in evaluate(pulled("failed"), cycle(), 3, 120, NOW)}
     assert not checks["final sync"].ok
+
+
+def test_not_ready_while_an_update_is_on_trial(tmp_path: Path) -> None:
+    assert trial_check(tmp_path / "record.json").ok
+    update = record.StagedUpdate("atlas_services", "0.2.0", "a" * 32, "2026-11-25T12:00:00Z", "0.1.0",
+                                 "c" * 64)
+    record.write(record.UpdateRecord({"atlas_services": update}), tmp_path / "record.json")
+    check = trial_check(tmp_path / "record.json")
+    assert not check.ok and "atlas_services 0.2.0 on trial" in check.detail

@@ -18,3 +18,9 @@ def test_status_text_names_the_role_and_why() -> None:
     text = status.to_text()
     assert "standby (no data set found)" in text
     assert "shop1" in text
+
+
+def test_status_text_shows_an_update_on_trial() -> None:
+    status = Status(hostname="shop2", atlas_version="0.1.0", image_id="atlas", image_version="0.1.0",
+                    role="secondary", role_reason="", update=("atlas_services 0.2.0 on trial",))
+    assert "update  atlas_services 0.2.0 on trial" in status.to_text()

@@ -148,3 +148,21 @@ def test_other_disks_and_image_versions_are_compatible() -> None:
 
 def test_manifest_round_trips_through_json() -> None:
     assert EnvManifest.from_json(manifest().to_json()) == manifest()
+
+
+def test_a_staged_version_installed_on_both_differs_only_in_its_compatible_selection() -> None:
+    both = {"0.1.0": SHA_A, "0.2.0": SHA_B}
+    primary = manifest(modules={"atlas_services": ModuleFacts(both, "0.1.0")})
+    secondary = manifest(modules={"atlas_services": ModuleFacts(both, "0.2.0")})
+    items = [d for d in drift.compare(primary, secondary, staged={"atlas_services": "0.2.0"})
+             if d.item.startswith(("module", "selection"))]
+    assert [(d.item, d.klass) for d in items] == [("selection atlas_services", COMPATIBLE)]
+    assert "staged" in items[0].reason
+
+
+def test_a_selection_other_than_the_staged_version_is_incompatible() -> None:
+    both = {"0.1.0": SHA_A, "0.2.0": SHA_B}
+    primary = manifest(modules={"atlas_services": ModuleFacts(both, "0.2.0")})
+    secondary = manifest(modules={"atlas_services": ModuleFacts(both, "0.1.0")})
+    found = classes(primary, secondary, staged={"atlas_services": "0.3.0"})
+    assert found["selection atlas_services"] is INCOMPATIBLE

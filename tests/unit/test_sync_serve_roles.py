@@ -18,7 +18,9 @@ def layout_for(tmp_path: Path, role: str) -> serve.ServeLayout:
     role_file.write_text(json.dumps({"role": role}))
     return serve.ServeLayout(config_store=tmp_path / "c", module_store=tmp_path / "m",
                              results_file=tmp_path / "r.json", data_root=tmp_path / "d",
-                             role_file=role_file, system_root=tmp_path)
+                             role_file=role_file, system_root=tmp_path,
+                             formats_file=tmp_path / "formats.json", update_record=tmp_path / "u.json",
+                             staged_dir=tmp_path / "staged", verify_history=tmp_path / "h.jsonl")
 
 
 @pytest.mark.parametrize("role,verb", [("primary", "pull"), ("secondary", "list"),
@@ -35,3 +37,38 @@ def test_every_role_says_hello(tmp_path: Path, role: str) -> None:
     out = io.BytesIO()
     assert serve.serve("hello", layout_for(tmp_path, role), out) == 0
     assert json.loads(out.getvalue())["role"] == role
+
+
+@pytest.mark.parametrize("role,verb", [("primary", "trial"), ("standby", "trial")])
+def test_update_verbs_are_served_by_their_role_only(tmp_path: Path, role: str, verb: str) -> None:
+    out = io.BytesIO()
+    assert serve.serve(verb, layout_for(tmp_path, role), out) == EXIT_REFUSED
+    assert out.getvalue() == b""
+
+
+def test_the_primarys_hello_says_what_it_stages(tmp_path: Path) -> None:
+    out = io.BytesIO()
+    assert serve.serve("hello", layout_for(tmp_path, "primary"), out) == 0
+    assert json.loads(out.getvalue())["staged"] == {}
+
+
+def test_a_damaged_update_record_is_said_in_the_hello_not_fatal(tmp_path: Path) -> None:
+    out = io.BytesIO()
+    layout = layout_for(tmp_path, "primary")
+    layout.update_record.write_text("{")
+    assert serve.serve("hello", layout, out) == 0
+    reply = json.loads(out.getvalue())
+    assert "staged" not in reply and "not JSON" in reply["staged_error"]
+
+
+def test_the_secondarys_hello_says_nothing_of_updates(tmp_path: Path) -> None:
+    out = io.BytesIO()
+    assert serve.serve("hello", layout_for(tmp_path, "secondary"), out) == 0
+    assert "staged" not in json.loads(out.getvalue())
+
+
+def test_the_secondary_reports_its_trial(tmp_path: Path) -> None:
+    out = io.BytesIO()
+    layout = layout_for(tmp_path, "secondary")
+    assert serve.serve("trial", layout, out) == 0
+    assert json.loads(out.getvalue()) == {"modules": {}}

@@ -1,0 +1,142 @@
+"""The secondary's side of an update: a sync follows the primary's stage (selects the staged
+version here and marks it, or ends the trial and mirrors the primary again), and the trial
+is reported — to `atlas update status` here, and to the primary through sync-serve's
+read-only `trial` verb — as green cycles counted from the Verifier's history."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from atlas_services import log, messages, paths
+from atlas_services.errors import AtlasError
+from atlas_services.store.modules import ModuleStore, formats_on_disk, read_formats_file
+from atlas_services.sync import staged
+from atlas_services.update import rules
+from atlas_services.verify.model import Cycle
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TrialLayout:
+    """Where the secondary keeps what a trial reads (tests point it at loop devices)."""
+
+    module_store: Path = paths.MODULE_STORE
+    formats_file: Path = paths.FORMATS_FILE
+    staged_dir: Path = paths.SYNC_STAGED
+    history: Path = paths.VERIFY_HISTORY
+
+
+DEFAULT_LAYOUT = TrialLayout()
+
+def load_cycles(history: Path) -> list[Cycle]:
+    """The Verifier's recorded cycles, oldest first; lines that do not parse are skipped
+    (the Verifier's own reader, without loading the page renderer)."""
+    try:
+        lines = history.read_text().splitlines()
+    except FileNotFoundError:
+        return []
+    cycles = []
+    for line in lines:
+        try:
+            cycles.append(Cycle.from_json(json.loads(line), str(history)))
+        except (ValueError, AtlasError):
+            continue
+    return cycles
+
+
+def report(layout: TrialLayout = DEFAULT_LAYOUT) -> dict[str, rules.TrialModule]:
+    """Every module here: what is selected, what is on trial since when, and how many
+    green cycles in a row ran it."""
+    store = ModuleStore(layout.module_store, layout.formats_file)
+    marks = staged.staged_marks(layout.staged_dir)
+    cycles = load_cycles(layout.history)
+    recorded = read_formats_file(layout.formats_file)
+    modules = {}
+    for module in sorted(set(store.modules()) | set(marks)):
+        selected = store.selected(module) if module in store.modules() else None
+        mark = marks.get(module)
+        version = mark.version if mark else selected
+        since = _since(mark)
+        streak = rules.green_streak(cycles, module, version, since) if version else None
+        current = store.manifest(module, selected).formats if selected else None
+        modules[module] = rules.TrialModule(
+            module=module, selected=selected, staged=mark.version if mark else None,
+            stage_id=mark.stage_id if mark else None, since=mark.since if mark else None,
+            green_cycles=streak.count if streak else 0,
+            stopped_by=streak.stopped_by if streak else "",
+            latest_finished=(_time(streak.latest_finished) if streak and streak.latest_finished
+                             else None),
+            latest_status=streak.latest_status if streak else None,
+            latest_version=streak.latest_version if streak else None,
+            formats_on_disk=formats_on_disk(recorded, current))
+    return modules
+
+
+def _since(mark: staged.Mark | None) -> datetime | None:
+    if mark is None or mark.since is None:
+        return None
+    try:
+        return rules.parse_time(mark.since)
+    except ValueError:
+        return None
+
+
+def _time(when: datetime) -> str:
+    return str(when.isoformat(timespec="seconds").replace("+00:00", "Z"))
+
+
+def trial_reply(layout: TrialLayout = DEFAULT_LAYOUT) -> dict[str, Any]:
+    """sync-serve `trial` on the secondary (read-only)."""
+    return {"modules": {m: t.to_json() for m, t in report(layout).items()}}
+
+
+@dataclass(frozen=True)
+class Followed:
+    notes: tuple[str, ...]
+    failures: tuple[str, ...]
+
+
+def follow(offers: Mapping[str, rules.Offer], store: ModuleStore, staged_dir: Path, now: str) -> Followed:
+    """Make this server's trials what the primary stages: end the trials it no longer
+    stages (the sync's selection step then mirrors the primary's choice), select and mark
+    the versions it does. A version this server's store refuses is reported, not marked."""
+    marks = staged.staged_marks(staged_dir)
+    modules = store.modules()
+    the_plan = rules.plan_follow(offers, marks, {m: store.versions(m) for m in modules},
+                                 {m: store.selected(m) for m in modules})
+    notes, failures = [], []
+    for module in the_plan.end:
+        ended = marks[module]
+        staged.clear_staged(module, staged_dir)
+        notes.append(f"{module}: the trial of {ended.version} ended (the primary no longer stages it); "
+                     "the primary's selection is mirrored again")
+        log.event(messages.UPDATE_TRIAL_ENDED, f"ATLAS update: trial of {module} {ended.version} ended",
+                  module=module, version=ended.version, stage_id=ended.stage_id)
+    for module, offer in the_plan.start:
+        try:
+            store.select(module, offer.version)
+        except AtlasError as err:
+            staged.clear_staged(module, staged_dir)
+            failures.append(f"{module} {offer.version}: {err}")
+            continue
+        staged.mark_staged(module, offer.version, staged_dir, stage_id=offer.stage_id, since=now)
+        notes.append(f"{module}: {offer.version} selected for its trial (staged on the primary)")
+        log.event(messages.UPDATE_TRIAL_STARTED, f"ATLAS update: {module} {offer.version} selected "
+                  "on the secondary for its trial", module=module, version=offer.version,
+                  stage_id=offer.stage_id)
+    for module, version in the_plan.reselect:
+        try:
+            store.select(module, version)
+            notes.append(f"{module}: {version} selected again (it is on trial here)")
+        except AtlasError as err:
+            failures.append(f"{module} {version}: {err}")
+    for module, version in the_plan.missing:
+        notes.append(f"{module}: {version} is staged on the primary but not installed here yet")
+    return Followed(tuple(notes), tuple(failures))
