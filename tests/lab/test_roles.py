@@ -1,18 +1,33 @@
-"""The disks decide: standby without a data set, primary and secondary with the data sets
-provisioned in the guests as a person would. (Moving the disks between the servers is
-the failover drill, tests/lab/test_drill.py.)"""
+"""The disks decide, on one server, boot after boot: standby without a data set; primary
+once its disks are provisioned in the guest as a person would; degraded but serving with a
+disk missing; refused — data untouched — when another server already answers the
+primary's address or when the disks belong to another cluster. (The secondary role and
+moving disks between servers are the pair's tests, test_pair_*.py.)"""
 
 from __future__ import annotations
 
+import hashlib
 import json
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
-from typing import ClassVar
 
 import pytest
 
-from atlaslab import cluster
+from atlas_services import messages
+from atlaslab import cluster, hostprov, pair
 from atlaslab.machine import BuiltImage, Lab, Machine
+
+BUSINESS = "nginx postfix dovecot postgresql smbd"
+
+
+def digest(files: list[Path]) -> str:
+    h = hashlib.sha256()
+    for file in files:
+        with file.open("rb") as f:
+            for chunk in iter(lambda: f.read(1 << 22), b""):
+                h.update(chunk)
+    return h.hexdigest()
 
 
 def role_of(machine: Machine) -> dict[str, object]:
@@ -20,92 +35,117 @@ def role_of(machine: Machine) -> dict[str, object]:
     return data
 
 
-def fingerprint(machine: Machine) -> str:
-    return machine.ssh("ssh-keygen -lf /run/atlas/ssh/ssh_host_ed25519_key.pub").stdout.split()[1]
+def services(machine: Machine) -> list[str]:
+    return machine.ssh(f"systemctl is-active {BUSINESS}", check=False).stdout.split()
 
 
-def boot_all(*machines: Machine) -> None:
-    for machine in machines:
-        machine.start()
-    for machine in machines:
-        machine.wait_booted()
+def reboot_with(machine: Machine, disks: list[Path]) -> None:
+    machine.shutdown()
+    machine.disks = disks
+    machine.start()
+    machine.wait_booted()
 
 
-def shutdown_all(*machines: Machine) -> None:
-    for machine in machines:
-        machine.shutdown()
+def disks(lab: Lab, *names: str) -> list[Path]:
+    return [lab.disk(name) for name in names]
 
 
 @pytest.fixture(scope="module")
-def pair(built_image: BuiltImage, tmp_path_factory: pytest.TempPathFactory
-         ) -> Iterator[tuple[Lab, Machine, Machine]]:
-    with Lab(tmp_path_factory.mktemp("roles"), built_image) as lab:
-        a = lab.machine("a", disks=[lab.disk("a-data1"), lab.disk("a-data2")])
-        b = lab.machine("b", disks=[lab.disk("b-data1"), lab.disk("b-data2")])
-        yield lab, a, b
+def lab(built_image: BuiltImage, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
+    workdir = tmp_path_factory.mktemp("roles")
+    with Lab(workdir, built_image) as the_lab:
+        theirs = workdir / "theirs"
+        pair.make_cluster(theirs)
+        hostprov.provision(disks(the_lab, "theirs-1", "theirs-2"), "primary", theirs)
+        the_lab.machine("x", disks=disks(the_lab, "x-1", "x-2"))
+        the_lab.machine("y")
+        yield the_lab
 
 
 class TestRoles:
-    """One story, in order: the steps share the two machines."""
+    """One story, in order: the steps share the machines and their disks."""
 
-    fingerprints: ClassVar[dict[str, str]] = {}
+    primary_key: str = ""
 
-    def test_without_data_set_both_are_standby(self, pair: tuple[Lab, Machine, Machine]) -> None:
-        _, a, b = pair
-        boot_all(a, b)
-        for machine in (a, b):
-            role = role_of(machine)
-            assert role["role"] == "standby" and role["reason_code"] == "no-dataset"
-            assert machine.boot_state == "running", machine.ssh("systemctl --failed").stdout
-            assert machine.ssh("systemctl is-active atlas-standby.target").stdout.strip() == "active"
-            assert machine.ssh("systemctl is-active nginx postgresql", check=False
-                               ).stdout.split() == ["inactive", "inactive"]
-            assert "standby" in machine.ssh("atlas status").stdout
+    def test_without_a_data_set_the_server_is_standby_and_says_why(self, lab: Lab) -> None:
+        x = lab.machines["x"]
+        x.start()
+        x.wait_booted()
+        role = role_of(x)
+        assert (role["role"], role["reason_code"]) == ("standby", "no-dataset")
+        assert x.boot_state == "running", x.ssh("systemctl --failed").stdout
+        assert "no data set found" in x.ssh("atlas status").stdout
+        assert "ATLAS: standby — no data set found" in x.serial_log.read_text(errors="replace")
+        assert x.ssh("systemctl is-active atlas-standby.target").stdout.strip() == "active"
+        assert services(x) == ["inactive"] * 5
 
-    def test_provisioned_disks_make_primary_and_secondary(
-            self, pair: tuple[Lab, Machine, Machine]) -> None:
-        _, a, b = pair
-        cluster.provision(a, b)
-        keys = a.ssh("cat /etc/atlas/cluster/primary/ssh_host_ed25519_key.pub")
-        self.fingerprints["primary"] = a.ssh(
+    def test_disks_provisioned_in_the_guest_make_it_the_primary(self, lab: Lab,
+                                                                artifacts_dir: Path) -> None:
+        x = lab.machines["x"]
+        cluster.init_cluster(x)
+        x.ssh(f"atlas disks init --role primary {cluster.disk_paths(x)}")
+        TestRoles.primary_key = x.ssh(
             "ssh-keygen -lf /etc/atlas/cluster/primary/ssh_host_ed25519_key.pub").stdout.split()[1]
-        self.fingerprints["secondary"] = a.ssh(
-            "ssh-keygen -lf /etc/atlas/cluster/secondary/ssh_host_ed25519_key.pub").stdout.split()[1]
-        assert keys.returncode == 0
-        shutdown_all(a, b)
-        boot_all(a, b)
-        for machine, role, spec in ((a, "primary", cluster.PRIMARY),
-                                    (b, "secondary", cluster.SECONDARY)):
-            assert role_of(machine)["role"] == role
-            assert machine.ssh("hostname").stdout.strip() == spec.hostname
-            assert spec.address in machine.ssh("ip -br -4 addr show enp0s16").stdout
-            assert fingerprint(machine) == self.fingerprints[role]
-            assert machine.ssh(f"systemctl is-active atlas-{role}.target").stdout.strip() == "active"
-            assert machine.ssh("findmnt -no FSTYPE /srv/atlas").stdout.strip() == "btrfs"
-            assert machine.ssh("systemctl is-active nginx postfix dovecot postgresql smbd",
-                               check=False).stdout.split() == ["active"] * 5
-            assert machine.boot_state == "running", machine.ssh("systemctl --failed").stdout
-        # The two servers reach each other over the private segment only.
-        assert a.ssh("ping -c 1 -W 5 10.77.0.11", check=False).returncode == 0
-
-    def test_role_decision_is_logged_with_its_message_id(
-            self, pair: tuple[Lab, Machine, Machine]) -> None:
-        _, a, _ = pair
-        from atlas_services import messages
-
-        entries = a.ssh(f"journalctl -b -o json MESSAGE_ID={messages.ROLE_PRIMARY}").stdout
+        x.shutdown()
+        # A byte-for-byte copy of the set: a second claimant of the primary's identity.
+        for disk in x.disks:
+            shutil.copyfile(disk, disk.with_name(disk.name.replace("x-", "copy-")))
+        reboot_with(x, x.disks)
+        role = role_of(x)
+        assert role["role"] == "primary" and role["reason_code"] == "ok"
+        assert x.boot_state == "running", x.ssh("systemctl --failed").stdout
+        assert x.ssh("hostname").stdout.strip() == cluster.PRIMARY.hostname
+        assert cluster.PRIMARY.address in x.ssh("ip -br -4 addr show enp0s16").stdout
+        fingerprint = x.ssh("ssh-keygen -lf /run/atlas/ssh/ssh_host_ed25519_key.pub").stdout
+        assert fingerprint.split()[1] == TestRoles.primary_key
+        assert x.ssh("systemctl is-active atlas-primary.target").stdout.strip() == "active"
+        assert x.ssh("findmnt -no FSTYPE /srv/atlas").stdout.strip() == "btrfs"
+        assert services(x) == ["active"] * 5
+        entries = x.ssh(f"journalctl -b -o json MESSAGE_ID={messages.ROLE_PRIMARY}").stdout
         entry = json.loads(entries.splitlines()[-1])
         assert entry["ATLAS_ROLE"] == "primary" and entry["ATLAS_CLUSTER_ID"]
-
-    def test_role_service_timing(self, pair: tuple[Lab, Machine, Machine],
-                                 artifacts_dir: Path) -> None:
-        _, a, _ = pair
-        times = a.ssh("systemctl show atlas-role.service -P ExecMainStartTimestampMonotonic "
-                      "-P ExecMainExitTimestampMonotonic -P InactiveExitTimestampMonotonic "
-                      "-P ActiveEnterTimestampMonotonic").stdout.split()
-        record: dict[str, object] = dict(zip(["main_start", "main_exit", "inactive_exit", "active_enter"],
-                          map(int, times), strict=True))
-        record["own_seconds"] = (record["active_enter"] - record["inactive_exit"]) / 1e6
-        record["steps"] = role_of(a)["timings"]
+        timing = x.ssh("systemctl show atlas-role.service -P InactiveExitTimestampMonotonic "
+                       "-P ActiveEnterTimestampMonotonic").stdout.split()
+        record = {"own_seconds": (int(timing[1]) - int(timing[0])) / 1e6,
+                  "steps": role["timings"]}
         (artifacts_dir / "role-timing.json").write_text(json.dumps(record, indent=2) + "\n")
-        assert isinstance(record["own_seconds"], float) and record["own_seconds"] > 0
+
+    def test_with_a_raid1_member_missing_it_serves_degraded_loudly(self, lab: Lab) -> None:
+        x = lab.machines["x"]
+        reboot_with(x, x.disks[:1])
+        role = role_of(x)
+        assert (role["role"], role["reason_code"], role["degraded"]) == ("primary", "degraded", True)
+        assert "DEGRADED" in x.ssh("atlas status").stdout
+        assert "DEGRADED" in x.serial_log.read_text(errors="replace")
+        entries = x.ssh(f"journalctl -b -o json MESSAGE_ID={messages.ROLE_DEGRADED}").stdout
+        assert json.loads(entries.splitlines()[-1])["PRIORITY"] == "4"
+        assert services(x) == ["active"] * 5
+
+    def test_a_second_claimant_of_the_primary_address_refuses(self, lab: Lab) -> None:
+        y = lab.machines["y"]
+        copy = disks(lab, "copy-1", "copy-2")
+        before = digest(copy)
+        y.disks = copy
+        y.start()
+        y.wait_booted()
+        role = role_of(y)
+        assert (role["role"], role["reason_code"]) == ("refused", "address-in-use")
+        assert y.ssh("systemctl is-active atlas-standby.target").stdout.strip() == "active"
+        assert services(y) == ["inactive"] * 5
+        assert cluster.PRIMARY.address.split("/")[0] not in y.ssh("ip -br -4 addr").stdout
+        y.shutdown()
+        assert digest(copy) == before
+
+    def test_another_clusters_disks_are_refused_and_untouched(self, lab: Lab) -> None:
+        x = lab.machines["x"]
+        theirs = disks(lab, "theirs-1", "theirs-2")
+        x.shutdown()
+        before = digest(theirs)
+        reboot_with(x, theirs)
+        role = role_of(x)
+        assert (role["role"], role["reason_code"]) == ("refused", "foreign-cluster")
+        assert "refused" in x.ssh("atlas status").stdout
+        assert "ATLAS: refused" in x.serial_log.read_text(errors="replace")
+        assert x.ssh("findmnt /srv/atlas", check=False).returncode != 0
+        x.shutdown()
+        assert digest(theirs) == before

@@ -1,33 +1,23 @@
-"""Two servers in their roles: the Synchronizer keeps the secondary tracking the primary,
-and the failover drill — the acceptance test of the product — moves the disks."""
+"""Two servers in their roles (the shared pair of tests/lab/conftest.py): the Synchronizer
+keeps the secondary tracking the primary, and the failover drill — the acceptance test of
+the product — moves the disks and back."""
 
 from __future__ import annotations
 
 import json
 import logging
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from atlaslab import drill, pair
-from atlaslab.machine import BuiltImage, Machine
+from atlaslab.machine import Machine
 
 log = logging.getLogger("tests")
 
 SYNC_INTERVAL_S = 30
 TIMER_SLACK_S = 60  # atlas-sync.timer's accuracy and the start of the sync itself
-
-
-@pytest.fixture(scope="module")
-def the_pair(built_image: BuiltImage, tmp_path_factory: pytest.TempPathFactory
-             ) -> Iterator[pair.Pair]:
-    the_pair = pair.up(tmp_path_factory.mktemp("pair"), built_image, die_with_parent=True)
-    try:
-        yield the_pair
-    finally:
-        the_pair.lab.close()
 
 
 def sync_state(machine: Machine) -> dict[str, object]:

@@ -18,7 +18,9 @@ import pytest
 
 from atlas_services.store import bundle
 from atlaslab import drill, pair
-from atlaslab.machine import BuiltImage, Machine
+from atlaslab.machine import Machine
+
+from .conftest import end_the_pair
 
 log = logging.getLogger("tests")
 
@@ -91,18 +93,17 @@ def green_cycles(secondary: Machine, count: int, timeout: float = 900) -> None:
         streak = streak + 1 if drill.verify_green(secondary) else 0
 
 
-@pytest.fixture(scope="module")
-def the_pair(built_image: BuiltImage, tmp_path_factory: pytest.TempPathFactory,
-             artifacts_dir: Path) -> Iterator[pair.Pair]:
-    the_pair = pair.up(tmp_path_factory.mktemp("pair"), built_image, die_with_parent=True)
+@pytest.fixture(scope="module", autouse=True)
+def short_trial(the_pair: pair.Pair, artifacts_dir: Path) -> Iterator[None]:
+    """A short trial on the shared pair; the last pair module, so it ends the pair."""
     try:
         pair.set_settings(the_pair.by_role("primary"), "lab: a short trial for updates",
                           promote_green_cycles=REQUIRED_GREEN)
         assert the_pair.by_role("secondary").ssh("atlas sync --now", check=False).returncode == 0
-        yield the_pair
+        yield
     finally:
         (artifacts_dir / "update-report.json").write_text(json.dumps(FIGURES, indent=2) + "\n")
-        the_pair.lab.close()
+        end_the_pair(the_pair)
 
 
 @pytest.fixture(scope="module")
