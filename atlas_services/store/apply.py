@@ -390,7 +390,6 @@ def apply(store: ConfigStore, gen: int | None = None, *, target_root: Path = Pat
         settings = (Settings.from_json(json.loads(settings_file.read_text()), SETTINGS_NAME)
                     if settings_file.is_file() else Settings())
         context = role_context(settings)
-    checked = validate(generation, context, target_root, services)
     on_box = target_root.resolve() == Path("/")
     files = _render(generation, context, "" if on_box else str(target_root))
     modes = _modes(generation, files)
@@ -398,6 +397,10 @@ def apply(store: ConfigStore, gen: int | None = None, *, target_root: Path = Pat
     previous = _read_applied(target_root)
     removed = sorted(PurePosixPath(p) for p in previous
                      if PurePosixPath(p) not in files and (target_root / p).is_file())
+    # What is installed already passed the checkers when it was installed: an unchanged
+    # configuration (every boot, most syncs) is not checked again, which is slow.
+    checked = (validate(generation, context, target_root, services)
+               if changed or removed or check_only else [])
     touched = services_touched([*changed, *removed], services)
     result = ApplyResult(generation=number, changed=[p.as_posix() for p in changed],
                          removed=[p.as_posix() for p in removed],

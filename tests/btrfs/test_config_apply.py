@@ -74,6 +74,8 @@ def test_a_second_apply_changes_and_reloads_nothing(store: ConfigStore, target: 
     result = apply.apply(store, target_root=target, context=context(tmp_path), manager=manager)
     assert result.changed == [] and manager.calls == []
     assert fingerprint(target) == before
+    # Installed files passed the checkers when installed; unchanged, they are not rerun.
+    assert result.checked == []
 
 
 def test_only_the_service_whose_output_changed_is_reloaded(
