@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from atlas_services import paths, settings
+from atlas_services import paths, rolefile, settings
 from atlas_services.errors import EXIT_FAILED, EXIT_OK, AtlasError, Refused
 
 CHECKLIST = """\
@@ -39,12 +39,7 @@ class Check:
     detail: str
 
 
-def _role(role_file: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(role_file.read_text())
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
+_role = rolefile.read
 
 
 def _age_s(when: str | None, now: datetime) -> float | None:

@@ -6,7 +6,7 @@ import argparse
 import json
 from dataclasses import asdict, dataclass
 
-from atlas_services import __version__, osinfo, paths
+from atlas_services import __version__, osinfo, paths, rolefile
 from atlas_services.verify import report as verify_report
 
 
@@ -36,13 +36,12 @@ class Status:
 
 
 def _role() -> tuple[str, str]:
-    try:
-        data = json.loads(paths.ROLE_FILE.read_text())
-    except FileNotFoundError:
+    role = rolefile.current()
+    if role == rolefile.UNKNOWN:
         return "unknown", "role detection has not run on this boot"
-    except (OSError, ValueError) as err:
-        return "unknown", f"{paths.ROLE_FILE} is unreadable: {err}"
-    return str(data.get("role", "unknown")), str(data.get("reason", ""))
+    if role == rolefile.UNREADABLE:
+        return "unknown", f"{paths.ROLE_FILE} is unreadable"
+    return role, str(rolefile.read().get("reason", ""))
 
 
 def collect() -> Status:

@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from atlas_services import paths
+from atlas_services import paths, rolefile
 from atlas_services.errors import EXIT_FAILED, EXIT_OK, Refused
 from atlas_services.sync import drift, state
 from atlas_services.sync.errors import SyncError
@@ -125,14 +125,7 @@ def _layout(args: argparse.Namespace) -> runner.Layout:
                          system_root=args.system_root)
 
 
-def _role(role_file: Path) -> str:
-    try:
-        role = json.loads(role_file.read_text()).get("role")
-    except FileNotFoundError:
-        return "unknown"
-    except (OSError, ValueError, AttributeError):
-        return "unreadable"
-    return role if isinstance(role, str) else "unknown"
+_role = rolefile.current
 
 
 def _target(args: argparse.Namespace) -> client.Target:

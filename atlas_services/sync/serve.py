@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from atlas_services import __version__, log, messages, osinfo, paths, proc
+from atlas_services import __version__, log, messages, osinfo, paths, proc, rolefile
 from atlas_services.errors import EXIT_FAILED, EXIT_OK, EXIT_REFUSED, AtlasError, Refused
 from atlas_services.store import bundle
 from atlas_services.store.config import ConfigStore
@@ -139,12 +139,7 @@ class ServeLayout:
 # ---------------------------------------------------------------- the verbs
 
 
-def _role(role_file: Path) -> str:
-    try:
-        role = json.loads(role_file.read_text()).get("role")
-    except (OSError, ValueError, AttributeError):
-        return "unknown"
-    return role if isinstance(role, str) else "unknown"
+_role = rolefile.current
 
 
 def _cluster_id(data_root: Path) -> str | None:

@@ -10,7 +10,6 @@ the other.
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import uuid
 from dataclasses import dataclass, field, replace
@@ -18,7 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from atlas_services import log, messages, paths, settings
+from atlas_services import log, messages, paths, rolefile, settings
 from atlas_services.errors import AtlasError, Refused
 from atlas_services.store import bundle
 from atlas_services.store.modules import ModuleStore, formats_on_disk, read_formats_file
@@ -48,14 +47,7 @@ class UpdateLayout:
         return ModuleStore(self.module_store, self.formats_file)
 
 
-def role_of(role_file: Path) -> str:
-    try:
-        role = json.loads(role_file.read_text()).get("role")
-    except FileNotFoundError:
-        return "unknown"
-    except (OSError, ValueError, AttributeError):
-        return "unreadable"
-    return role if isinstance(role, str) else "unknown"
+role_of = rolefile.current
 
 
 def require_primary(layout: UpdateLayout, verb: str) -> None:
