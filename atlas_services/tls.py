@@ -5,12 +5,11 @@ from __future__ import annotations
 import datetime as dt
 from pathlib import Path
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
-
 from atlas_services import fsutil
+
+# cryptography is imported where a certificate is made or read, not here: loading it takes
+# most of a second on a slow or emulated CPU, and the role service, which only checks that
+# a certificate exists, sits on the boot's critical path.
 
 CERT_FILE = "cert.pem"
 KEY_FILE = "key.pem"
@@ -20,6 +19,11 @@ VALIDITY = dt.timedelta(days=3650)
 def make_self_signed(hostname: str, *, not_before: dt.datetime,
                      not_after: dt.datetime) -> tuple[bytes, bytes]:
     """(certificate PEM, private key PEM) for `hostname`, valid in the window given."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, hostname)])
     cert = (
@@ -63,6 +67,8 @@ def ensure_self_signed(directory: Path, hostname: str) -> bool:
 
 def validity(der: bytes) -> tuple[dt.datetime, dt.datetime]:
     """(not before, not after) of a DER certificate, as aware UTC datetimes."""
+    from cryptography import x509
+
     cert = x509.load_der_x509_certificate(der)
     return (cert.not_valid_before.replace(tzinfo=dt.UTC),
             cert.not_valid_after.replace(tzinfo=dt.UTC))
