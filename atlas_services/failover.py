@@ -39,8 +39,6 @@ class Check:
     detail: str
 
 
-_role = rolefile.read
-
 
 def _age_s(when: str | None, now: datetime) -> float | None:
     if not when:
@@ -95,7 +93,7 @@ def prepare(data_root: Path = paths.DATA_ROOT, role_file: Path = paths.ROLE_FILE
     from atlas_services.sync import client
     from atlas_services.sync.errors import SyncError
 
-    role = _role(role_file)
+    role = rolefile.read(role_file)
     if role.get("role") != "primary":
         raise Refused(f"this server is {role.get('role', 'not in a role')}, not the primary",
                       "run 'atlas failover prepare' on the primary")

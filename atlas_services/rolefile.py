@@ -13,22 +13,26 @@ UNKNOWN = "unknown"  # no role.json: role detection has not run on this boot
 UNREADABLE = "unreadable"
 
 
-def read(role_file: Path = paths.ROLE_FILE) -> dict[str, Any]:
-    """The whole record; {} when there is none or it cannot be read."""
-    try:
-        data = json.loads(role_file.read_text())
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
-def current(role_file: Path = paths.ROLE_FILE) -> str:
-    """primary, secondary, standby, refused — or unknown / unreadable."""
+def record(role_file: Path = paths.ROLE_FILE) -> tuple[str, dict[str, Any]]:
+    """(role, whole record). The role is primary, secondary, standby, refused — or
+    UNKNOWN / UNREADABLE; the record is {} when there is none or it cannot be read."""
     try:
         data = json.loads(role_file.read_text())
     except FileNotFoundError:
-        return UNKNOWN
+        return UNKNOWN, {}
     except (OSError, ValueError):
-        return UNREADABLE
-    role = data.get("role") if isinstance(data, dict) else None
-    return role if isinstance(role, str) else UNKNOWN
+        return UNREADABLE, {}
+    if not isinstance(data, dict):
+        return UNKNOWN, {}
+    role = data.get("role")
+    return (role if isinstance(role, str) else UNKNOWN), data
+
+
+def read(role_file: Path = paths.ROLE_FILE) -> dict[str, Any]:
+    """The whole record; {} when there is none or it cannot be read."""
+    return record(role_file)[1]
+
+
+def current(role_file: Path = paths.ROLE_FILE) -> str:
+    """primary, secondary, standby, refused — or UNKNOWN / UNREADABLE."""
+    return record(role_file)[0]

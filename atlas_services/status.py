@@ -36,12 +36,12 @@ class Status:
 
 
 def _role() -> tuple[str, str]:
-    role = rolefile.current()
-    if role == rolefile.UNKNOWN:
-        return "unknown", "role detection has not run on this boot"
+    role, data = rolefile.record()
     if role == rolefile.UNREADABLE:
         return "unknown", f"{paths.ROLE_FILE} is unreadable"
-    return role, str(rolefile.read().get("reason", ""))
+    if role == rolefile.UNKNOWN:
+        return "unknown", "role detection has not run on this boot"
+    return role, str(data.get("reason", ""))
 
 
 def collect() -> Status:

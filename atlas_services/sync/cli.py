@@ -125,8 +125,6 @@ def _layout(args: argparse.Namespace) -> runner.Layout:
                          system_root=args.system_root)
 
 
-_role = rolefile.current
-
 
 def _target(args: argparse.Namespace) -> client.Target:
     address, port = None, 22
@@ -162,7 +160,7 @@ def sync_command(args: argparse.Namespace) -> int:
         return status_command(args)
     if not args.now:
         raise Refused("say what to do: 'atlas sync --now' or 'atlas sync status'")
-    role = _role(args.role_file)
+    role = rolefile.current(args.role_file)
     if role != "secondary":
         raise Refused(f"this server is {role}, not the secondary: the Synchronizer pulls on the secondary"
                       if role in ("primary", "standby", "refused") else

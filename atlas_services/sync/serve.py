@@ -139,8 +139,6 @@ class ServeLayout:
 # ---------------------------------------------------------------- the verbs
 
 
-_role = rolefile.current
-
 
 def _cluster_id(data_root: Path) -> str | None:
     try:
@@ -151,7 +149,7 @@ def _cluster_id(data_root: Path) -> str | None:
 
 
 def hello(layout: ServeLayout) -> dict[str, Any]:
-    role = _role(layout.role_file)
+    role = rolefile.current(layout.role_file)
     reply = {"protocol": PROTOCOL, "atlas_version": __version__, "verbs": list(VERBS),
              "hostname": osinfo.hostname(), "role": role, "cluster_id": _cluster_id(layout.data_root)}
     if role == "primary":
@@ -252,7 +250,7 @@ def serve(command: str | None, layout: ServeLayout, out: BinaryIO) -> int:
                   priority=4, client=_client(), request=shown, reason=str(err))
         print(f"atlas sync-serve: refused: {err}", file=sys.stderr)
         return EXIT_REFUSED
-    role = _role(layout.role_file)
+    role = rolefile.current(layout.role_file)
     if request.verb not in ROLE_VERBS.get(role, frozenset({"hello"})):
         log.event(messages.SYNC_SERVE_REFUSED, f"ATLAS sync-serve refused {request} from "
                   f"{_client()}: not served by a {role}", priority=4, client=_client(),

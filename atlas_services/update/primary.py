@@ -47,11 +47,9 @@ class UpdateLayout:
         return ModuleStore(self.module_store, self.formats_file)
 
 
-role_of = rolefile.current
-
 
 def require_primary(layout: UpdateLayout, verb: str) -> None:
-    role = role_of(layout.role_file)
+    role = rolefile.current(layout.role_file)
     if role != "primary":
         raise Refused(f"this server is {role}, not the primary: updates are staged, promoted and "
                       "rolled back on the primary", f"run 'atlas update {verb}' on the primary")
@@ -294,7 +292,7 @@ def abort(layout: UpdateLayout, module: str | None = None) -> Undone:
 
 def status(layout: UpdateLayout, *, now: datetime | None = None) -> dict[str, Any]:
     """What is staged and how its trial goes, from where this server stands."""
-    role = role_of(layout.role_file)
+    role = rolefile.current(layout.role_file)
     conf = settings.load(layout.settings_file)
     required = conf.promote_green_cycles
     out: dict[str, Any] = {"role": role, "required_green_cycles": required}
