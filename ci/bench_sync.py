@@ -24,7 +24,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from atlas_services.store import subvol  # noqa: E402
-from tests.ssh.synchelp import Pair, Unavailable, check_available, make_pair  # noqa: E402
+from testkit.syncpair import Pair, Unavailable, check_available, make_pair  # noqa: E402
 
 FILES = 10_000
 

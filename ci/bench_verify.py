@@ -23,13 +23,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-sys.path[:0] = [str(Path(__file__).resolve().parent.parent), str(Path(__file__).resolve().parent)]
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from atlas_services import __version__  # noqa: E402
-from atlas_services.status import Status as ServerStatus  # noqa: E402
-from atlas_services.verify import report  # noqa: E402
-from atlas_services.verify.cli import format_cycle  # noqa: E402
-from servicestack import FAULTS, ServiceStack, running_stack  # noqa: E402
+from atlas_services import __version__
+from atlas_services.status import Status as ServerStatus
+from atlas_services.verify import report
+from atlas_services.verify.cli import format_cycle
+from testkit.services import FAULTS, ServiceStack, running_stack
 
 CYCLE_GOAL_S = 5.0
 MAX_CYCLES_TO_DETECT = 3

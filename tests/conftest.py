@@ -12,12 +12,11 @@ from typing import TYPE_CHECKING
 import pytest
 
 if TYPE_CHECKING:
-    from atlaslab.machine import BuiltImage
+    from testkit.lab.machine import BuiltImage
 
 REPO = Path(__file__).resolve().parent.parent
-for path in (REPO, REPO / "ci"):
-    if str(path) not in sys.path:
-        sys.path.insert(0, str(path))
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
 
 TIERS = ("unit", "btrfs", "ssh", "services", "image", "lab")
 UNDER_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
@@ -53,7 +52,7 @@ def require_root() -> None:
 def built_image() -> BuiltImage:
     """The image of this tree: output/ if it was built from exactly these inputs, else built now."""
     import build
-    from atlaslab.machine import BuiltImage
+    from testkit.lab.machine import BuiltImage
 
     if os.geteuid() != 0:
         pytest.skip("building and booting the image needs root")

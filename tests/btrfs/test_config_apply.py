@@ -14,8 +14,7 @@ from atlas_services.errors import Refused
 from atlas_services.render import standard_context
 from atlas_services.store import apply
 from atlas_services.store.config import ConfigStore
-
-from .storehelp import atlas, default_tree, fingerprint
+from testkit.trees import atlas, default_tree, fingerprint
 
 
 class RecordingManager:

@@ -10,8 +10,7 @@ import pytest
 from atlas_services.errors import Refused
 from atlas_services.store import subvol
 from atlas_services.store.config import META_FILE, ConfigStore
-
-from .storehelp import atlas, default_tree, fingerprint
+from testkit.trees import atlas, default_tree, fingerprint
 
 
 @pytest.fixture

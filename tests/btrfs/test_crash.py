@@ -16,8 +16,7 @@ import pytest
 from atlas_services.store import bundle, subvol
 from atlas_services.store.config import ConfigStore
 from atlas_services.store.modules import ModuleStore
-
-from .storehelp import REPO, TEST_KEY, TEST_PUB, atlas, default_tree
+from testkit.trees import REPO, TEST_KEY, TEST_PUB, atlas, default_tree
 
 
 def killed_at(point: str, *args: str) -> None:

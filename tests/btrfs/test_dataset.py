@@ -15,8 +15,7 @@ from atlas_services import cluster, dataset, detect, volume
 from atlas_services.detect import Outcome, Reason
 from atlas_services.errors import Refused
 from atlas_services.settings import Settings
-
-from .conftest import LoopDisks
+from testkit.disks import LoopDisks
 
 REPO = Path(__file__).resolve().parents[2]
 

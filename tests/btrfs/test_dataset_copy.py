@@ -14,8 +14,7 @@ from atlas_services.store.config import (
     copy_missing_to_dataset,
     dataset_config_dir,
 )
-
-from .storehelp import default_tree
+from testkit.trees import default_tree
 
 
 @pytest.fixture

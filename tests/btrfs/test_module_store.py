@@ -12,8 +12,7 @@ import pytest
 from atlas_services.errors import Refused
 from atlas_services.store import bundle, subvol
 from atlas_services.store.modules import ModuleStore
-
-from .storehelp import OTHER_KEY, TEST_KEY, TEST_PUB, atlas, fingerprint
+from testkit.trees import OTHER_KEY, TEST_KEY, TEST_PUB, atlas, fingerprint
 
 
 def make_bundle(tmp_path: Path, version: str, *, reads: tuple[int, ...] = (1,), writes: int = 1,

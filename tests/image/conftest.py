@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 import build
-from atlaslab.machine import BuiltImage, Lab, Machine
+from testkit.lab.machine import BuiltImage, Lab, Machine
 
 
 @pytest.fixture(scope="session")

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 import build
-from atlaslab.machine import BuiltImage
+from testkit.lab.machine import BuiltImage
 
 
 def run_build_py(*args: str) -> subprocess.CompletedProcess[str]:

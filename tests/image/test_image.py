@@ -6,7 +6,7 @@ import json
 import re
 
 import build
-from atlaslab.machine import BuiltImage, Lab, Machine
+from testkit.lab.machine import BuiltImage, Lab, Machine
 
 BUSINESS_SERVICES = ("nginx", "postfix", "dovecot", "postgresql", "smbd")
 

@@ -7,7 +7,7 @@ import logging
 from pathlib import Path
 
 import build
-from atlaslab.machine import BuiltImage
+from testkit.lab.machine import BuiltImage
 
 log = logging.getLogger("tests")
 

@@ -11,8 +11,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from atlaslab import pair
-from atlaslab.machine import BuiltImage
+from testkit.lab import pair
+from testkit.lab.machine import BuiltImage
 
 
 @pytest.fixture(scope="session")

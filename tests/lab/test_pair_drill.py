@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from atlaslab import drill, pair
-from atlaslab.machine import Machine
+from testkit.lab import drill, pair
+from testkit.lab.machine import Machine
 
 log = logging.getLogger("tests")
 

@@ -17,8 +17,8 @@ from typing import Any
 import pytest
 
 from atlas_services.store import bundle
-from atlaslab import drill, pair
-from atlaslab.machine import Machine
+from testkit.lab import drill, pair
+from testkit.lab.machine import Machine
 
 from .conftest import end_the_pair
 

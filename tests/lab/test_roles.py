@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 from atlas_services import messages
-from atlaslab import cluster, hostprov, pair
-from atlaslab.machine import BuiltImage, Lab, Machine
+from testkit.lab import cluster, hostprov, pair
+from testkit.lab.machine import BuiltImage, Lab, Machine
 
 BUSINESS = "nginx postfix dovecot postgresql smbd"
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from servicestack import ServiceStack, running_stack
+from testkit.services import ServiceStack, running_stack
 
 NEEDED = ("nginx", "postfix", "dovecot", "smbd", "smbclient", "mkfs.btrfs", "losetup")
 

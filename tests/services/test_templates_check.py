@@ -8,7 +8,7 @@ import pytest
 
 from atlas_services import render
 from atlas_services.store import apply
-from servicestack import TEMPLATES, ServiceStack
+from testkit.services import TEMPLATES, ServiceStack
 
 
 @pytest.mark.parametrize("service", apply.SERVICES, ids=[s.name for s in apply.SERVICES])

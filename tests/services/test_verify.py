@@ -21,7 +21,7 @@ from atlas_services.verify import account, report
 from atlas_services.verify.model import Cycle, Status
 from atlas_services.verify.report import JournalEntry, ReportPaths
 from atlas_services.verify.runner import GRACE_S
-from servicestack import FAULTS, Fault, ServiceStack
+from testkit.services import FAULTS, Fault, ServiceStack
 
 SERVICE_PROBES = ("web", "mail", "database", "files")
 

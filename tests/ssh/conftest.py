@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from .synchelp import Pair, Unavailable, check_available, make_pair
-from .updatehelp import UpdatePair, make_update_pair
+from testkit.syncpair import Pair, Unavailable, check_available, make_pair
+from testkit.updatepair import UpdatePair, make_update_pair
 
 
 @contextlib.contextmanager

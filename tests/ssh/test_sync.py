@@ -8,8 +8,7 @@ from pathlib import Path
 
 from atlas_services.store.config import META_FILE
 from atlas_services.sync import listing, staged, state
-
-from .synchelp import Pair, make_bundle
+from testkit.syncpair import Pair, make_bundle
 
 
 def generation_ids(store_root: Path) -> dict[int, str]:

@@ -7,8 +7,7 @@ import json
 import subprocess
 
 from atlas_services.sync.drift import DriftClass, DriftItem
-
-from .synchelp import Pair, fake_system_root, make_bundle
+from testkit.syncpair import Pair, fake_system_root, make_bundle
 
 
 def nginx_version() -> str:

@@ -14,8 +14,7 @@ from atlas_services.store import subvol
 from atlas_services.sync import state, transfer
 from atlas_services.sync.client import Client
 from atlas_services.sync.errors import Kind, SyncError
-
-from .synchelp import Pair, small_tree
+from testkit.syncpair import Pair, small_tree
 
 
 def leftovers(directory: Path) -> list[str]:

@@ -12,8 +12,7 @@ import pytest
 
 from atlas_services.errors import EXIT_REFUSED
 from atlas_services.sync.client import TRANSPORT_EXIT, ssh_argv
-
-from .synchelp import Pair, free_port
+from testkit.syncpair import Pair, free_port
 
 # Shell commands, other verbs and argument injection: each must be refused by sync-serve.
 ATTACKS = [

@@ -6,8 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from atlas_services.store import subvol
-
-from .synchelp import Pair
+from testkit.syncpair import Pair
 
 
 def test_one_changed_file_in_a_10000_file_tree_streams_under_one_percent(pair: Pair, tmp_path: Path) -> None:

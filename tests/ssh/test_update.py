@@ -11,8 +11,7 @@ import pytest
 from atlas_services.errors import Refused
 from atlas_services.sync import staged, state
 from atlas_services.update import primary, record
-
-from .updatehelp import UpdatePair, make_bundle
+from testkit.updatepair import UpdatePair, make_bundle
 
 
 def stage_two(up: UpdatePair, version: str = "2.0") -> primary.Staged:

@@ -27,5 +27,6 @@ def test_mypy_strict_on_the_package_and_build_py() -> None:
 def test_ruff_clean() -> None:
     if not RUFF.exists():
         pytest.skip("ruff is not installed (run ci/setup)")
-    result = run(str(RUFF), "check", "atlas_services", "build.py", "tests", "ci")
+    result = run(str(RUFF), "check", "atlas_services", "build.py", "testkit", "tests", "ci",
+                 "ci/lab", "ci/bench")
     assert result.returncode == 0, result.stdout

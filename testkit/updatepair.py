@@ -27,8 +27,7 @@ from atlas_services.verify.cycle import modules_in_use
 from atlas_services.verify.model import Cycle
 from atlas_services.verify.probes.system import SpaceProbe, SyncProbe
 from atlas_services.verify.runner import run_cycle
-
-from .synchelp import REPO, TEST_KEY, TEST_PUB, Pair, PrivateSshd, make_pair
+from testkit.syncpair import REPO, TEST_KEY, TEST_PUB, Pair, PrivateSshd, make_pair
 
 
 def make_bundle(out: Path, version: str, *, name: str = "demo",

@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent.parent
+REPO = Path(__file__).resolve().parent.parent
 KEYS = REPO / "tests/keys"
 TEST_KEY = KEYS / "test-signing.key"
 TEST_PUB = KEYS / "test-signing.pub"

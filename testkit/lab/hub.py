@@ -4,7 +4,7 @@ Each machine's NIC is `-netdev dgram` bound to DIR/<name>.sock with DIR/hub.sock
 its peer. The hub repeats every frame to every other machine's socket. Nothing here
 touches a host interface. Creating DIR/cut isolates every machine (a network cut).
 
-    python3 -m atlaslab.hub DIR
+    python3 -m testkit.lab.hub DIR
 """
 
 from __future__ import annotations

@@ -17,8 +17,8 @@ from pathlib import Path
 import psycopg2
 
 from atlas_services import paths, proc
-from atlaslab.cluster import DOMAIN
-from atlaslab.machine import Machine
+from testkit.lab.cluster import DOMAIN
+from testkit.lab.machine import Machine
 
 OWNER = "owner"
 MAIL_ADDRESS = f"{OWNER}@{DOMAIN}"

@@ -16,11 +16,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from atlaslab import business, pair
-from atlaslab.cluster import PRIMARY, SECONDARY, RoleSpec
-from atlaslab.machine import BUSINESS_INTERFACE, Machine
+from testkit.lab import business, pair
+from testkit.lab.cluster import PRIMARY, SECONDARY, RoleSpec
+from testkit.lab.machine import BUSINESS_INTERFACE, Machine
 
-log = logging.getLogger("atlaslab")
+log = logging.getLogger("lab")
 
 GREEN_TIMEOUT = 600.0
 # Run inside a server: seconds from kernel start to the end of the first all-ok cycle.

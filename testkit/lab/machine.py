@@ -1,6 +1,6 @@
 """Lab machines: a built ATLAS image booted in QEMU on a copy-on-write disk.
 
-A Lab owns a work directory, a private Ethernet segment (atlaslab.hub) and any number
+A Lab owns a work directory, a private Ethernet segment (testkit.lab.hub) and any number
 of machines. Each machine has its own OS disk (a qcow2 overlay over the built image,
 which is never written), data disks that are plain files and can be moved to another
 machine between boots, its serial console in a log file, and SSH from the host on a
@@ -26,9 +26,9 @@ from typing import Any
 
 from atlas_services import proc
 from atlas_services.errors import AtlasError
-from atlaslab import accel, hub
+from testkit.lab import accel, hub
 
-log = logging.getLogger("atlaslab")
+log = logging.getLogger("lab")
 
 OVMF_CODE = Path("/usr/share/OVMF/OVMF_CODE_4M.fd")
 OVMF_VARS = Path("/usr/share/OVMF/OVMF_VARS_4M.fd")
@@ -343,10 +343,10 @@ class Lab:
                 self.hub is None and pid_alive(self.hub_pid)):
             return
         self.segment.mkdir(exist_ok=True)
-        ci_dir = Path(__file__).resolve().parent.parent
-        self.hub = proc.spawn([sys.executable, "-m", "atlaslab.hub", self.segment],
+        repo = Path(__file__).resolve().parents[2]
+        self.hub = proc.spawn([sys.executable, "-m", "testkit.lab.hub", self.segment],
                               log_file=self.workdir / "hub.log",
-                              env={"PYTHONPATH": str(ci_dir)},
+                              env={"PYTHONPATH": str(repo)},
                               die_with_parent=self.die_with_parent)
         self.hub_pid = self.hub.pid
         deadline = time.monotonic() + 10

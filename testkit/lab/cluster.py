@@ -5,9 +5,9 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from atlaslab.machine import BUSINESS_INTERFACE, Machine
+from testkit.lab.machine import BUSINESS_INTERFACE, Machine
 
-log = logging.getLogger("atlaslab")
+log = logging.getLogger("lab")
 
 
 @dataclass(frozen=True)

@@ -9,11 +9,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from atlas_services import cluster as cluster_mod
-from atlaslab import hostprov
-from atlaslab.cluster import DOMAIN, PRIMARY, SECONDARY
-from atlaslab.machine import BUSINESS_INTERFACE, BuiltImage, Lab, Machine
+from testkit.lab import hostprov
+from testkit.lab.cluster import DOMAIN, PRIMARY, SECONDARY
+from testkit.lab.machine import BUSINESS_INTERFACE, BuiltImage, Lab, Machine
 
-log = logging.getLogger("atlaslab")
+log = logging.getLogger("lab")
 
 SERVERS = ("server1", "server2")
 

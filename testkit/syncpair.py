@@ -29,9 +29,9 @@ from atlas_services.store.config import ConfigStore
 from atlas_services.store.modules import ModuleStore
 from atlas_services.sync import access, runner, secondary, state
 from atlas_services.sync.client import Target, ssh_argv
-from tests.btrfs.conftest import loop_btrfs
+from testkit.disks import loop_btrfs
 
-REPO = Path(__file__).resolve().parent.parent.parent
+REPO = Path(__file__).resolve().parent.parent
 KEYS = REPO / "tests/keys"
 TEST_KEY = KEYS / "test-signing.key"
 TEST_PUB = KEYS / "test-signing.pub"
