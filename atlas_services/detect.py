@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -18,14 +18,14 @@ from atlas_services.volume import Volume, VolumeError, VolumeProblem
 log = logging.getLogger(__name__)
 
 
-class Outcome(str, Enum):
+class Outcome(StrEnum):
     PRIMARY = "primary"
     SECONDARY = "secondary"
     STANDBY = "standby"  # no data set: nothing to serve
     REFUSED = "refused"  # a data set is here but must not be used; standby with a reason
 
 
-class Reason(str, Enum):
+class Reason(StrEnum):
     """Why: a stable code for scripts and the journal, beside the human sentence."""
 
     OK = "ok"
@@ -69,7 +69,7 @@ class DataSetFacts:
         return {"fsid": self.fsid, "devices": list(self.devices),
                 "expected_devices": self.expected_devices,
                 "volume": self.volume.to_json() if self.volume else None,
-                "problem": self.problem.value if self.problem else None,
+                "problem": self.problem if self.problem else None,
                 "problem_text": self.problem_text}
 
 
@@ -95,12 +95,12 @@ class Decision:
     @property
     def target(self) -> str:
         if self.outcome in (Outcome.PRIMARY, Outcome.SECONDARY):
-            return f"atlas-{self.outcome.value}.target"
+            return f"atlas-{self.outcome}.target"
         return "atlas-standby.target"
 
     def to_json(self) -> dict[str, Any]:
         vol = self.volume
-        return {"role": self.outcome.value, "reason_code": self.reason.value,
+        return {"role": self.outcome, "reason_code": self.reason,
                 "reason": self.message, "degraded": self.degraded, "target": self.target,
                 "cluster_id": vol.cluster_id if vol else None,
                 "dataset_id": vol.dataset_id if vol else None,

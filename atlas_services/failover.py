@@ -12,11 +12,11 @@ from __future__ import annotations
 import argparse
 import json
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from atlas_services import paths, rolefile, settings
+from atlas_services import clock, paths, rolefile, settings
 from atlas_services.errors import EXIT_FAILED, EXIT_OK, AtlasError, Refused
 
 CHECKLIST = """\
@@ -44,7 +44,7 @@ def _age_s(when: str | None, now: datetime) -> float | None:
     if not when:
         return None
     try:
-        return (now - datetime.fromisoformat(when)).total_seconds()
+        return (now - clock.parse_time(when)).total_seconds()
     except ValueError:
         return None
 
@@ -111,7 +111,7 @@ def prepare(data_root: Path = paths.DATA_ROOT, role_file: Path = paths.ROLE_FILE
     # sync-serve wraps the Verifier's latest cycle: {"available": bool, "results": cycle}.
     cycle = served.get("results") if isinstance(served, dict) else None
     checks = evaluate(pulled, cycle if isinstance(cycle, dict) else {}, primary_newest,
-                      settings.load().verify_interval_s, datetime.now(UTC))
+                      settings.load().verify_interval_s, clock.utcnow())
     checks.append(trial_check())
     devices = (role.get("dataset") or {}).get("devices") or []
     text = CHECKLIST.format(primary=role.get("hostname"), other=target.host_key_alias,

@@ -239,7 +239,7 @@ def prepare_configuration(decision: Decision, data_root: Path, watch: Stopwatch,
         if any(path.startswith("etc/systemd/") for path in result.changed + result.removed):
             system.reload_units()
     except AtlasError as err:
-        logger.error("configuration for the %s role not applied: %s", decision.outcome.value, err)
+        logger.error("configuration for the %s role not applied: %s", decision.outcome, err)
 
 
 def write_role_file(decision: Decision, timings: dict[str, float], domain: str) -> None:
@@ -259,9 +259,9 @@ def dataset_domain(data_root: Path) -> str:
 def record(decision: Decision) -> None:
     vol = decision.volume
     message_id = messages.ROLE_DEGRADED if decision.degraded else EVENT_IDS[decision.outcome]
-    log.event(message_id, f"ATLAS role: {decision.outcome.value} — {decision.message}",
+    log.event(message_id, f"ATLAS role: {decision.outcome} — {decision.message}",
               priority=4 if decision.outcome is Outcome.REFUSED or decision.degraded else 6,
-              role=decision.outcome.value, reason=decision.reason.value,
+              role=decision.outcome, reason=decision.reason,
               dataset_id=vol.dataset_id if vol else None,
               generation=vol.generation if vol else None,
               cluster_id=vol.cluster_id if vol else None)
@@ -301,8 +301,8 @@ def apply(system: System, data_root: Path = paths.DATA_ROOT) -> Decision:
     write_role_file(decision, watch.steps, domain)
     record(decision)
     # Printed for the console (the unit sends stdout there too): a refusal must be seen.
-    print(f"ATLAS: {decision.outcome.value} — {decision.message}", flush=True)
-    system.notify(f"{decision.outcome.value}: {decision.message}")
+    print(f"ATLAS: {decision.outcome} — {decision.message}", flush=True)
+    system.notify(f"{decision.outcome}: {decision.message}")
     return decision
 
 
@@ -312,7 +312,7 @@ def detect_command(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(decision.to_json(), indent=2))
     else:
-        print(f"{decision.outcome.value}: {decision.message}")
+        print(f"{decision.outcome}: {decision.message}")
     return 0
 
 

@@ -13,7 +13,7 @@ import re
 import uuid
 from dataclasses import dataclass, replace
 from datetime import datetime
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +27,7 @@ HOSTNAME = re.compile(r"(?!-)[a-z0-9-]{1,63}(?<!-)")
 INTERFACE = re.compile(r"[A-Za-z0-9_.:*-]{1,15}")
 
 
-class VolumeProblem(Enum):
+class VolumeProblem(StrEnum):
     """Why a volume.json could not be used; each is its own refusal reason."""
 
     MISSING = "missing"

@@ -26,11 +26,10 @@ import signal
 import tempfile
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from atlas_services import fsutil, paths, proc
+from atlas_services import clock, fsutil, paths, proc
 from atlas_services.errors import AtlasError, Refused
 from atlas_services.settings import Settings
 from atlas_services.store import subvol, tree
@@ -53,10 +52,6 @@ def crashpoint(name: str) -> None:
 def who_am_i() -> str:
     """The person behind a change: the sudo caller if any, else the login name."""
     return os.environ.get("SUDO_USER") or getpass.getuser()
-
-
-def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 @dataclass(frozen=True)
@@ -218,7 +213,7 @@ class ConfigStore:
                        rollback_of: int | None = None) -> Generation:
         parent = self.newest()
         number = (parent or 0) + 1
-        gen = Generation(number=number, message=message.strip(), time=_now(), who=who,
+        gen = Generation(number=number, message=message.strip(), time=clock.now(), who=who,
                          parent=parent, id=uuid.uuid4().hex, rollback_of=rollback_of)
         staging = self.generations_dir / f"{subvol.STAGING_PREFIX}{number}"
         subvol.snapshot(source, staging, read_only=False)

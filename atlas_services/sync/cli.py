@@ -10,11 +10,11 @@ import logging
 import os
 import sys
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from atlas_services import paths, rolefile
+from atlas_services import clock, paths, rolefile
 from atlas_services.errors import EXIT_FAILED, EXIT_OK, Refused
 from atlas_services.sync import drift, state
 from atlas_services.sync.errors import SyncError
@@ -56,16 +56,7 @@ trial); anything else is refused and logged.
 def _ago(when: str | None, at: datetime) -> str:
     if when is None:
         return "never"
-    seconds = int((at - state.parse_time(when)).total_seconds())
-    if seconds < 120:
-        span = f"{seconds} s"
-    elif seconds < 7200:
-        span = f"{seconds // 60} min"
-    elif seconds < 2 * 86400:
-        span = f"{seconds // 3600} h"
-    else:
-        span = f"{seconds // 86400} days"
-    return f"{when} ({span} ago)"
+    return f"{when} ({clock.span(at - clock.parse_time(when), days=True)} ago)"
 
 
 def _generations(numbers: tuple[int, ...]) -> str:
@@ -107,7 +98,7 @@ def format_status(s: state.SyncState, at: datetime) -> str:
     marks = {drift.DriftClass.INCOMPATIBLE: "!", drift.DriftClass.COMPATIBLE: "~"}
     for item in sorted(s.drift, key=lambda d: d.klass is not drift.DriftClass.INCOMPATIBLE):
         if item.klass in marks:
-            lines.append(f"  {marks[item.klass]} {item.klass.value:<12} {item.item}: {item.reason}")
+            lines.append(f"  {marks[item.klass]} {item.klass:<12} {item.item}: {item.reason}")
     lines += [f"  note: {note}" for note in s.notes]
     return "\n".join(lines)
 
@@ -186,7 +177,7 @@ def sync_command(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(result.to_json(), indent=2))
     else:
-        print(format_status(result, datetime.now(UTC)))
+        print(format_status(result, clock.utcnow()))
     return EXIT_OK if result.status == "ok" else EXIT_FAILED
 
 
@@ -201,7 +192,7 @@ def _print_check(report: runner.CheckReport) -> None:
     selections = ", ".join(f"{s.module} {s.version}" for s in report.selections)
     print(f"selections to make: {selections or 'none'}")
     for item in report.drift:
-        print(f"  {item.klass.value:<12} {item.item}: {item.reason}")
+        print(f"  {item.klass:<12} {item.item}: {item.reason}")
 
 
 def _still_running(lock_file: Path) -> bool:
@@ -228,7 +219,7 @@ def status_command(args: argparse.Namespace) -> int:
         current = replace(current, status="interrupted",
                           notes=("the last sync was killed before it finished; the next one cleans up "
                                  "after it", *current.notes))
-    print(format_status(current, datetime.now(UTC)))
+    print(format_status(current, clock.utcnow()))
     return EXIT_OK
 
 

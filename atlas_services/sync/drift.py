@@ -30,13 +30,13 @@ import fnmatch
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 from typing import Any
 
 from atlas_services.sync.manifest import EnvManifest, ModuleFacts
 
 
-class DriftClass(str, Enum):
+class DriftClass(StrEnum):
     EQUAL = "equal"
     COMPATIBLE = "compatible"
     INCOMPATIBLE = "incompatible"
@@ -57,7 +57,7 @@ class DriftItem:
         return cls(data["item"], DriftClass(data["class"]), data["reason"])
 
     def to_json(self) -> dict[str, str]:
-        return {"item": self.item, "class": self.klass.value, "reason": self.reason}
+        return {"item": self.item, "class": self.klass, "reason": self.reason}
 
 
 # Packages ATLAS and the business services run on (fnmatch patterns on the package name).
@@ -240,7 +240,7 @@ def compare(primary: EnvManifest, secondary: EnvManifest, *, staged: Mapping[str
 
 
 def summary(items: list[DriftItem]) -> dict[str, int]:
-    counts = {c.value: 0 for c in DriftClass}
+    counts: dict[str, int] = {c: 0 for c in DriftClass}
     for item in items:
-        counts[item.klass.value] += 1
+        counts[item.klass] += 1
     return counts

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from enum import Enum
+from enum import StrEnum
 
 from atlas_services.errors import AtlasError
 
 
-class Kind(str, Enum):
+class Kind(StrEnum):
     UNREACHABLE = "unreachable"  # no answer from the primary's address
     HOST_KEY = "host-key"  # the host key is not the pinned one: possible impostor
     AUTH = "auth"  # the primary did not accept the cluster's sync key

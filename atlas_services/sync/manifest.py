@@ -12,11 +12,10 @@ import hashlib
 import platform
 import re
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from atlas_services import __version__, osinfo, paths, proc
+from atlas_services import __version__, clock, osinfo, paths, proc
 from atlas_services.store import bundle
 from atlas_services.store.modules import ModuleStore
 from atlas_services.sync.errors import Kind, SyncError
@@ -288,5 +287,5 @@ def collect(module_store: ModuleStore, system_root: Path = Path("/")) -> EnvMani
         packages=packages(system_root),
         modules=modules(module_store),
         hardware=hardware(system_root),
-        collected=datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
+        collected=clock.now(),
     )

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from atlas_services import fsutil, log, messages, paths
+from atlas_services import clock, fsutil, log, messages, paths
 from atlas_services.errors import AtlasError
 from atlas_services.store import bundle, subvol
 from atlas_services.store.config import ConfigStore
@@ -229,7 +229,7 @@ class Session:
         except ValueError as err:
             raise SyncError(Kind.BAD_REPLY, f"the primary's staged updates: {err}") from None
         store = ModuleStore(self.layout.module_store, self.layout.formats_file)
-        followed = trial.follow(offers, store, self.layout.staged_dir, state.now())
+        followed = trial.follow(offers, store, self.layout.staged_dir, clock.now())
         self.notes.extend(followed.notes)
         if followed.failures:
             raise SyncError(Kind.SELECT_FAILED, "could not select a staged version for its trial: "
@@ -262,7 +262,7 @@ class Session:
             self.notes.append("the primary has no Verifier results yet")
             return
         fsutil.write_atomic(self.layout.peer_results, json.dumps(reply["results"], indent=2) + "\n")
-        self.results_fetched = state.now()
+        self.results_fetched = clock.now()
 
     def compare(self) -> None:
         theirs = manifest.EnvManifest.from_json(self.client.call_json("manifest"))
@@ -317,7 +317,7 @@ class Session:
         store, modules = ConfigStore(self.layout.config_store), ModuleStore(self.layout.module_store)
         local_gens = tuple(store.generations()) if store.exists() else ()
         first = self.errors[0] if self.errors else None
-        done = state.now()
+        done = clock.now()
         applied_gen, applied_id = self.applied
         prev = self.previous
         return replace(
@@ -325,7 +325,7 @@ class Session:
             status="failed" if first else "ok",
             last_success=prev.last_success if first else done,
             last_error=str(first) if first else None,
-            error_kind=first.kind.value if first else None,
+            error_kind=first.kind if first else None,
             peer=self.client.target.describe(),
             primary_generations=(tuple(self.remote.generation_numbers()) if self.remote
                                  else prev.primary_generations),
@@ -398,7 +398,7 @@ def run(target: Target, layout: Layout = DEFAULT_LAYOUT, hooks: Hooks = DEFAULT_
             logger.warning("%s; starting a new record", err)
             previous = state.SyncState()
         started = time.monotonic()
-        attempt = previous.started(state.now())
+        attempt = previous.started(clock.now())
         try:
             state.write(attempt, layout.state_file)
         except OSError as err:  # a full disk must not stop the sync from cleaning up
@@ -424,9 +424,9 @@ def record_failure(layout: Layout, error: SyncError) -> state.SyncState:
         previous = state.read(layout.state_file)
     except AtlasError:
         previous = state.SyncState()
-    when = state.now()
+    when = clock.now()
     result = replace(previous, status="failed", last_attempt=when, last_error=str(error),
-                     error_kind=error.kind.value, notes=(), duration_s=0.0)
+                     error_kind=error.kind, notes=(), duration_s=0.0)
     try:
         state.write(result, layout.state_file)
     except OSError as err:
@@ -441,7 +441,7 @@ def _log(result: state.SyncState) -> None:
                   f"stream(s), {result.transfer.bytes} bytes", priority=6, peer=result.peer,
                   bytes=result.transfer.bytes, generation=result.applied_generation)
         return
-    message_id = messages.SYNC_IMPOSTOR if result.error_kind == Kind.HOST_KEY.value else messages.SYNC_FAILED
+    message_id = messages.SYNC_IMPOSTOR if result.error_kind == Kind.HOST_KEY else messages.SYNC_FAILED
     log.event(message_id, f"ATLAS sync with {result.peer} failed: {result.last_error}", priority=3,
               peer=result.peer, error_kind=result.error_kind)
 

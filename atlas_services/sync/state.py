@@ -9,24 +9,16 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from atlas_services import fsutil, paths
+from atlas_services import clock, fsutil, paths
 from atlas_services.errors import AtlasError
 from atlas_services.sync.drift import DriftClass, DriftItem
 
 FORMAT = 1
 STATUSES = ("never", "running", "ok", "failed")
-
-
-def now() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
-
-
-def parse_time(text: str) -> datetime:
-    return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
 def _opt_str(data: dict[str, Any], key: str) -> str | None:
@@ -174,7 +166,7 @@ def assess(state: SyncState, at: datetime, stale_after_s: int) -> tuple[str, str
     if state.last_success is None:
         return "failed", "the secondary has never synchronized with the primary" + (
             f" ({state.last_error})" if state.last_error else "")
-    age = (at - parse_time(state.last_success)).total_seconds()
+    age = (at - clock.parse_time(state.last_success)).total_seconds()
     if age > stale_after_s:
         return "failed", (f"the last successful sync was {int(age // 60)} min ago"
                           + (f"; since then: {state.last_error}" if state.last_error else ""))

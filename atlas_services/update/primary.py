@@ -13,11 +13,11 @@ import hashlib
 import logging
 import uuid
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from atlas_services import log, messages, paths, rolefile, settings
+from atlas_services import clock, log, messages, paths, rolefile, settings
 from atlas_services.errors import AtlasError, Refused
 from atlas_services.store import bundle
 from atlas_services.store.modules import ModuleStore, formats_on_disk, read_formats_file
@@ -157,7 +157,7 @@ def stage(layout: UpdateLayout, bundle_file: Path, signature: Path | None, *,
                           "promote it or abort it first")
         if not installed_already:
             store.install(bundle_file, signature, layout.vendor_key)
-        update = record.StagedUpdate(module, version, uuid.uuid4().hex, record.now(), current,
+        update = record.StagedUpdate(module, version, uuid.uuid4().hex, clock.now(), current,
                                      digest, bool(compat.one_way))
         event = record.Event(update.staged_at, "staged", module, version, current,
                              f"on trial on the secondary from its next sync (stage {update.id})")
@@ -201,7 +201,7 @@ def promote(layout: UpdateLayout, module: str | None = None, *, now: datetime | 
         verdict = rules.Verdict(False, f"its trial cannot be confirmed: {err.what}")
     else:
         verdict = rules.promotion(module, update.version, update.id, reported, required,
-                                  now or datetime.now(UTC), rules.fresh_within_s(conf.verify_interval_s))
+                                  now or clock.utcnow(), rules.fresh_within_s(conf.verify_interval_s))
     if not verdict.ok:
         log.event(messages.UPDATE_PROMOTE_REFUSED, f"ATLAS update: {name} not promoted: {verdict.reason}",
                   priority=4, action="promote-refused", module=module, version=update.version,
@@ -214,7 +214,7 @@ def promote(layout: UpdateLayout, module: str | None = None, *, now: datetime | 
             raise Refused(f"the stage of {module} changed meanwhile", "see 'atlas update status'")
         current = layout.store.selected(module)
         layout.store.select(module, update.version)
-        event = record.Event(record.now(), "promoted", module, update.version, current, verdict.reason)
+        event = record.Event(clock.now(), "promoted", module, update.version, current, verdict.reason)
         staged = {m: s for m, s in the_record.staged.items() if m != module}
         record.write(replace(the_record, staged=staged).with_event(event), layout.record_file)
     _event(messages.UPDATE_PROMOTED, f"{name} promoted: selected on the primary ({verdict.reason})",
@@ -243,7 +243,7 @@ def _drop_stage(layout: UpdateLayout, module: str, action: str, detail: str) -> 
     the_record = record.read(layout.record_file)
     update = the_record.staged[module]
     current = layout.store.selected(module)
-    event = record.Event(record.now(), action, module, update.version, current, detail)
+    event = record.Event(clock.now(), action, module, update.version, current, detail)
     staged = {m: s for m, s in the_record.staged.items() if m != module}
     record.write(replace(the_record, staged=staged).with_event(event), layout.record_file)
     message_id = messages.UPDATE_ABORTED if action == "aborted" else messages.UPDATE_ROLLED_BACK
@@ -267,7 +267,7 @@ def rollback(layout: UpdateLayout, module: str | None = None) -> Undone:
         store = layout.store
         current = store.selected(module)
         previous = store.rollback(module)
-        event = record.Event(record.now(), "rolled-back", module, previous, current,
+        event = record.Event(clock.now(), "rolled-back", module, previous, current,
                              f"the primary selects {previous} again")
         record.write(record.read(layout.record_file).with_event(event), layout.record_file)
     text = (f"{module} {previous} selected again on the primary (was {current}); the secondary "
@@ -316,7 +316,7 @@ def status(layout: UpdateLayout, *, now: datetime | None = None) -> dict[str, An
             verdict = rules.Verdict(False, f"its trial cannot be confirmed: {out['secondary_error']}")
         else:
             verdict = rules.promotion(module, update.version, update.id, reported, required,
-                                      now or datetime.now(UTC), rules.fresh_within_s(conf.verify_interval_s))
+                                      now or clock.utcnow(), rules.fresh_within_s(conf.verify_interval_s))
         on_trial = reported is not None and reported.stage_id == update.id
         out["staged"].append({
             "module": module, **update.to_json(),

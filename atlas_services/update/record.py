@@ -17,11 +17,10 @@ import json
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from atlas_services import fsutil, paths
+from atlas_services import clock, fsutil, paths
 from atlas_services.errors import AtlasError
 from atlas_services.store import bundle
 
@@ -30,14 +29,6 @@ ACTIONS = ("staged", "promoted", "rolled-back", "aborted")
 MAX_EVENTS = 100
 _ID = re.compile(r"[0-9a-f]{32}")
 _SHA256 = re.compile(r"[0-9a-f]{64}")
-
-
-def now() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
-
-
-def parse_time(text: str) -> datetime:
-    return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
 def _text(data: Mapping[str, Any], key: str, *, optional: bool = False) -> Any:
@@ -51,7 +42,7 @@ def _text(data: Mapping[str, Any], key: str, *, optional: bool = False) -> Any:
 
 def _time(data: Mapping[str, Any], key: str) -> str:
     value = _text(data, key)
-    parse_time(value)  # raises ValueError when it is not a time
+    clock.parse_time(value)  # raises ValueError when it is not a time
     return str(value)
 
 

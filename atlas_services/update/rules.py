@@ -9,14 +9,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from atlas_services import clock
 from atlas_services.errors import Refused
 from atlas_services.store import bundle
 from atlas_services.sync.staged import STAGE_ID_PATTERN, Mark
 from atlas_services.verify.model import Cycle, Status
-
-
-def parse_time(text: str) -> datetime:
-    return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
 def fresh_within_s(verify_interval_s: int) -> int:
@@ -54,13 +51,13 @@ def green_streak(cycles: Sequence[Cycle], module: str, version: str,
             break
         if cycle.status is not Status.OK:
             problems = "; ".join(f"{r.probe} ({r.message})" for r in cycle.problems())
-            stopped_by = f"the cycle of {when}, which was {cycle.status.value}: {problems}"
+            stopped_by = f"the cycle of {when}, which was {cycle.status}: {problems}"
             break
         count += 1
     newest = cycles[-1] if cycles else None
     return Streak(count, stopped_by,
                   newest.finished if newest else None,
-                  newest.status.value if newest else None,
+                  newest.status if newest else None,
                   newest.modules.get(module) if newest else None)
 
 
@@ -117,7 +114,7 @@ class TrialModule:
         for key in ("since", "latest_finished"):
             value = _opt(data, key, str)
             if value is not None:
-                parse_time(value)
+                clock.parse_time(value)
         return cls(module, data.get("selected"), data.get("staged"), stage_id, data.get("since"),
                    green, str(_opt(data, "stopped_by", str) or ""), data.get("latest_finished"),
                    _opt(data, "latest_status", str), data.get("latest_version"), dict(formats))
@@ -165,7 +162,7 @@ def promotion(module: str, version: str, stage_id: str, trial: TrialModule | Non
                        f"{required} consecutive cycles required{why}")
     if trial.latest_finished is None:
         return Verdict(False, "the secondary reports no cycle")
-    age = (now - parse_time(trial.latest_finished)).total_seconds()
+    age = (now - clock.parse_time(trial.latest_finished)).total_seconds()
     if age > max_age_s:
         return Verdict(False, f"the secondary's newest cycle is {int(age // 60)} min old (more than "
                        f"{max_age_s // 60} min): its Verifier may have stopped")

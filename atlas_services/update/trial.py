@@ -13,7 +13,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from atlas_services import log, messages, paths
+from atlas_services import clock, log, messages, paths
 from atlas_services.errors import AtlasError
 from atlas_services.store.modules import ModuleStore, formats_on_disk, read_formats_file
 from atlas_services.sync import staged
@@ -71,7 +71,7 @@ def report(layout: TrialLayout = DEFAULT_LAYOUT) -> dict[str, rules.TrialModule]
             stage_id=mark.stage_id if mark else None, since=mark.since if mark else None,
             green_cycles=streak.count if streak else 0,
             stopped_by=streak.stopped_by if streak else "",
-            latest_finished=(_time(streak.latest_finished) if streak and streak.latest_finished
+            latest_finished=(clock.stamp(streak.latest_finished) if streak and streak.latest_finished
                              else None),
             latest_status=streak.latest_status if streak else None,
             latest_version=streak.latest_version if streak else None,
@@ -83,13 +83,9 @@ def _since(mark: staged.Mark | None) -> datetime | None:
     if mark is None or mark.since is None:
         return None
     try:
-        return rules.parse_time(mark.since)
+        return clock.parse_time(mark.since)
     except ValueError:
         return None
-
-
-def _time(when: datetime) -> str:
-    return str(when.isoformat(timespec="seconds").replace("+00:00", "Z"))
 
 
 def trial_reply(layout: TrialLayout = DEFAULT_LAYOUT) -> dict[str, Any]:

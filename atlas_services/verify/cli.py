@@ -24,10 +24,10 @@ examples:
 
 
 def format_cycle(c: Cycle, label: str = "") -> str:
-    head = (f"{label or 'verify'}: {c.status.value.upper()} on {c.host} ({c.role}), "
+    head = (f"{label or 'verify'}: {c.status.upper()} on {c.host} ({c.role}), "
             f"{len(c.results)} probes in {c.duration_s:.2f} s, finished {c.finished:%Y-%m-%d %H:%M:%S} UTC")
     width = max((len(r.probe) for r in c.results), default=5)
-    rows = [f"  {r.status.value if r.ok else r.status.value.upper():<9} {r.probe:<{width}}  "
+    rows = [f"  {r.status if r.ok else r.status.upper():<9} {r.probe:<{width}}  "
             f"{r.latency_s:6.2f} s  {r.message}" for r in c.results]
     return "\n".join([head, *rows])
 

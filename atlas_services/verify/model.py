@@ -13,7 +13,7 @@ from atlas_services.errors import Refused
 CYCLE_FORMAT = 1
 
 
-class Status(enum.Enum):
+class Status(enum.StrEnum):
     OK = "ok"
     DEGRADED = "degraded"
     FAILED = "failed"
@@ -51,10 +51,6 @@ class Outcome:
         return cls(Status.FAILED, message)
 
 
-def utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
-
-
 def format_time(when: dt.datetime) -> str:
     return when.astimezone(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
@@ -77,7 +73,8 @@ def _field(data: Mapping[str, Any], name: str, kind: type, source: str) -> Any:
     value = data[name]
     if kind is float and type(value) is int:
         value = float(value)
-    if type(value) is not kind:
+    # type(), not isinstance: a bool is not an int here; a str subclass (a StrEnum) is text.
+    if type(value) is not kind and not (kind is str and isinstance(value, str)):
         raise Refused(f"{source}: {name} must be {kind.__name__}, not {type(value).__name__}")
     return value
 
@@ -108,7 +105,7 @@ class ProbeResult:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "probe": self.probe, "target": self.target, "status": self.status.value,
+            "probe": self.probe, "target": self.target, "status": self.status,
             "latency_s": round(self.latency_s, 4), "message": self.message,
             "timestamp": format_time(self.timestamp), "role": self.role, "host": self.host,
         }
@@ -164,12 +161,12 @@ class Cycle:
         bad = self.problems()
         if not bad:
             return f"ok: {len(self.results)} probes"
-        return f"{self.status.value}: " + "; ".join(f"{r.probe} ({r.message})" for r in bad)
+        return f"{self.status}: " + "; ".join(f"{r.probe} ({r.message})" for r in bad)
 
     def to_json(self) -> dict[str, Any]:
         return {
             "format": CYCLE_FORMAT, "host": self.host, "role": self.role,
-            "status": self.status.value, "started": format_time(self.started),
+            "status": self.status, "started": format_time(self.started),
             "finished": format_time(self.finished),
             "results": [r.to_json() for r in self.results],
             "modules": dict(sorted(self.modules.items())),
@@ -223,8 +220,8 @@ class Change:
 
     def describe(self) -> str:
         r = self.result
-        return (f"{r.probe} on {r.host} ({r.role}) is now {r.status.value}"
-                f" (was {self.previous.value}): {r.message}")
+        return (f"{r.probe} on {r.host} ({r.role}) is now {r.status}"
+                f" (was {self.previous}): {r.message}")
 
 
 def changes(previous: Cycle | None, current: Cycle) -> list[Change]:

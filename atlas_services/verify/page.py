@@ -9,7 +9,7 @@ from pathlib import Path
 
 import jinja2
 
-from atlas_services import fsutil
+from atlas_services import clock, fsutil
 from atlas_services.verify.model import Cycle, Status, worst
 
 TEMPLATE = "status.html.j2"
@@ -29,22 +29,13 @@ class ServerView:
     missing: str
 
 
-def _age(delta: dt.timedelta) -> str:
-    seconds = max(0, int(delta.total_seconds()))
-    if seconds < 120:
-        return f"{seconds} s"
-    if seconds < 7200:
-        return f"{seconds // 60} min"
-    return f"{seconds // 3600} h"
-
-
 def _view(label: str, cycle: Cycle | None, now: dt.datetime, interval_s: int, missing: str) -> ServerView:
     if cycle is None:
         return ServerView(label, None, "unknown", "", "", False, missing)
     age = now - cycle.finished
     stale = age.total_seconds() > STALE_PERIODS * interval_s
-    status = Status.FAILED.value if stale else cycle.status.value
-    return ServerView(label, cycle, status, f"{cycle.finished:%Y-%m-%d %H:%M:%S}", _age(age), stale, "")
+    status = Status.FAILED if stale else cycle.status
+    return ServerView(label, cycle, status, f"{cycle.finished:%Y-%m-%d %H:%M:%S}", clock.span(age), stale, "")
 
 
 def render_page(own: Cycle | None, peer: Cycle | None, *, host: str, role: str,
@@ -55,7 +46,7 @@ def render_page(own: Cycle | None, peer: Cycle | None, *, host: str, role: str,
     if peer is not None:
         servers.append(_view(f"peer ({peer.role})", peer, now, interval_s, ""))
     known = [Status(s.status) for s in servers if s.status != "unknown"]
-    overall = worst(known).value if known else "unknown"
+    overall = worst(known) if known else "unknown"
     headline = {"ok": "All services verified", "degraded": "Services degraded",
                 "failed": "SERVICES FAILING", "unknown": "Not verified yet"}[overall]
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(Path(__file__).parent),

@@ -12,10 +12,10 @@ from email.message import EmailMessage
 from pathlib import Path
 from typing import Protocol
 
-from atlas_services import fsutil, log, messages, paths
+from atlas_services import clock, fsutil, log, messages, paths
 from atlas_services.errors import AtlasError
 from atlas_services.verify import page, textfile
-from atlas_services.verify.model import Change, Cycle, Status, changes, utcnow
+from atlas_services.verify.model import Change, Cycle, Status, changes
 
 logger = logging.getLogger(__name__)
 
@@ -143,8 +143,8 @@ def journal_entry(change: Change) -> JournalEntry:
         message=f"verify: {change.describe()}",
         message_id=message_id,
         priority=priority,
-        fields={"ATLAS_PROBE": r.probe, "ATLAS_TARGET": r.target, "ATLAS_STATUS": r.status.value,
-                "ATLAS_PREVIOUS_STATUS": change.previous.value, "ATLAS_ROLE": r.role,
+        fields={"ATLAS_PROBE": r.probe, "ATLAS_TARGET": r.target, "ATLAS_STATUS": r.status,
+                "ATLAS_PREVIOUS_STATUS": change.previous, "ATLAS_ROLE": r.role,
                 "ATLAS_HOST": r.host, "ATLAS_LATENCY_S": f"{r.latency_s:.3f}"},
     )
 
@@ -164,7 +164,7 @@ class Notifier(Protocol):
 
 def notification(cycle: Cycle, changed: Sequence[Change], *, sender: str, recipient: str) -> EmailMessage:
     """The administrator's mail for one cycle's changes (pure)."""
-    worst_now = cycle.status.value.upper()
+    worst_now = cycle.status.upper()
     bad = [c.probe for c in changed if not c.recovered]
     fixed = [c.probe for c in changed if c.recovered]
     parts = []
@@ -180,7 +180,7 @@ def notification(cycle: Cycle, changed: Sequence[Change], *, sender: str, recipi
              f"{cycle.finished:%Y-%m-%d %H:%M:%S} UTC.", "", "Changed:"]
     lines += [f"  {c.describe()}" for c in changed]
     lines += ["", "All probes now:"]
-    lines += [f"  {r.status.value:<9} {r.probe:<11} {r.message}" for r in cycle.results]
+    lines += [f"  {r.status:<9} {r.probe:<11} {r.message}" for r in cycle.results]
     lines += ["", "You get this mail once per change; nothing more while the state stays the same.",
               "Details: `atlas verify status` on the server, or its status page "
               f"({paths.STATUS_PAGE_URL})."]
@@ -215,7 +215,7 @@ class Publisher:
     journal: JournalSink = send_to_journal
     notifier: Notifier | None = None
     interval_s: int = 120
-    now: Callable[[], dt.datetime] = utcnow
+    now: Callable[[], dt.datetime] = clock.utcnow
     # The update staged or on trial, for the page: role → lines (see update.view).
     update_lines: Callable[[str], list[str]] | None = None
 
@@ -276,6 +276,4 @@ def summary_line(where: ReportPaths | None = None, now: dt.datetime | None = Non
         return f"unknown ({err.what})"
     if last is None:
         return "no verification cycle has run yet"
-    age = int(((now or utcnow()) - last.finished).total_seconds())
-    ago = f"{age // 60} min ago" if age >= 120 else f"{age} s ago"
-    return f"{last.summary()} ({ago})"
+    return f"{last.summary()} ({clock.span((now or clock.utcnow()) - last.finished)} ago)"

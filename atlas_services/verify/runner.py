@@ -14,7 +14,8 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from atlas_services.verify.model import Cycle, Outcome, ProbeResult, utcnow
+from atlas_services import clock
+from atlas_services.verify.model import Cycle, Outcome, ProbeResult
 from atlas_services.verify.probes import Probe, first_line
 
 log = logging.getLogger(__name__)
@@ -46,7 +47,7 @@ def run_cycle(probes: Sequence[Probe], *, role: str, host: str, grace_s: float =
               modules: Mapping[str, str] | None = None) -> Cycle:
     """Run every probe once, concurrently; return the cycle with one result per probe.
     `modules`: the module versions this cycle runs with, recorded in it."""
-    started = utcnow()
+    started = clock.utcnow()
     start = time.monotonic()
     slots = [_Slot(p) for p in probes]
     for slot in slots:
@@ -63,6 +64,6 @@ def run_cycle(probes: Sequence[Probe], *, role: str, host: str, grace_s: float =
             latency = time.monotonic() - start
         results.append(ProbeResult(
             probe=slot.probe.name, target=slot.probe.target, status=outcome.status,
-            latency_s=latency, message=outcome.message, timestamp=utcnow(), role=role, host=host))
-    return Cycle(host=host, role=role, started=started, finished=utcnow(), results=tuple(results),
+            latency_s=latency, message=outcome.message, timestamp=clock.utcnow(), role=role, host=host))
+    return Cycle(host=host, role=role, started=started, finished=clock.utcnow(), results=tuple(results),
                  modules=dict(modules or {}))

@@ -27,11 +27,11 @@ SERVICE_PROBES = ("web", "mail", "database", "files")
 
 
 def statuses(cycle: Cycle) -> dict[str, str]:
-    return {r.probe: r.status.value for r in cycle.results}
+    return {r.probe: r.status for r in cycle.results}
 
 
 def assert_all_ok(cycle: Cycle) -> None:
-    assert cycle.status is Status.OK, "\n".join(f"{r.probe}: {r.status.value} {r.message}"
+    assert cycle.status is Status.OK, "\n".join(f"{r.probe}: {r.status} {r.message}"
                                                for r in cycle.results)
 
 
@@ -39,7 +39,7 @@ def assert_only(cycle: Cycle, probe: str) -> None:
     """`probe` is not ok; every other probe is."""
     seen = cycle.by_probe()
     assert not seen[probe].ok, f"{probe} missed the fault: {seen[probe].message}"
-    others = {name: f"{r.status.value}: {r.message}" for name, r in seen.items()
+    others = {name: f"{r.status}: {r.message}" for name, r in seen.items()
               if name != probe and not r.ok}
     assert not others, f"other probes went red too: {others}"
 

@@ -75,7 +75,7 @@ def test_a_truncated_stream_from_the_primary_is_refused_and_the_next_sync_comple
 
     result = pair.sync()
 
-    assert result.status == "failed" and result.error_kind == Kind.CORRUPT_STREAM.value
+    assert result.status == "failed" and result.error_kind == Kind.CORRUPT_STREAM
     assert "truncated or corrupt" in (result.last_error or "")
     assert pair.secondary.config.generations() == [1]
     assert leftovers(pair.secondary.config.generations_dir) == []
@@ -122,7 +122,7 @@ def test_an_unreachable_primary_is_reported_and_changes_nothing(pair: Pair) -> N
 
     result = pair.sync()
 
-    assert result.status == "failed" and result.error_kind == Kind.UNREACHABLE.value
+    assert result.status == "failed" and result.error_kind == Kind.UNREACHABLE
     assert "unreachable" in (result.last_error or "")
     assert result.secondary_generations == (1,) and result.last_success is not None
     pair.sshd.start()
@@ -137,7 +137,7 @@ def test_a_wrong_host_key_is_refused_as_a_possible_impostor(pair: Pair) -> None:
 
     result = pair.sync()
 
-    assert result.status == "failed" and result.error_kind == Kind.HOST_KEY.value
+    assert result.status == "failed" and result.error_kind == Kind.HOST_KEY
     assert "possible impostor" in (result.last_error or "")
     assert result.secondary_generations == (1,)
     shown = pair.cli("status")
@@ -148,7 +148,7 @@ def test_a_wrong_host_key_is_refused_as_a_possible_impostor(pair: Pair) -> None:
 def test_a_key_the_primary_does_not_accept_is_reported(pair: Pair) -> None:
     (pair.sshd.authorized_keys_dir / "root").unlink()
     result = pair.sync()
-    assert result.status == "failed" and result.error_kind == Kind.AUTH.value
+    assert result.status == "failed" and result.error_kind == Kind.AUTH
     assert "did not accept the cluster's sync key" in (result.last_error or "")
 
 
@@ -162,7 +162,7 @@ def test_a_full_disk_on_the_secondary_keeps_the_last_good_state(pair: Pair) -> N
 
     result = pair.sync()
 
-    assert result.status == "failed" and result.error_kind == Kind.DISK_FULL.value, result.last_error
+    assert result.status == "failed" and result.error_kind == Kind.DISK_FULL, result.last_error
     assert "disk is full" in (result.last_error or "")
     assert pair.secondary.config.generations() == [1]
     assert leftovers(pair.secondary.config.generations_dir) == []
@@ -178,5 +178,5 @@ def test_a_secondary_without_its_data_set_records_why(pair: Pair, tmp_path: Path
     assert result.returncode == 1
     assert "no data set" in result.stderr
     recorded = state.read(pair.layout.state_file)
-    assert recorded.status == "failed" and recorded.error_kind == Kind.SETUP.value
+    assert recorded.status == "failed" and recorded.error_kind == Kind.SETUP
     assert recorded.last_attempt is not None

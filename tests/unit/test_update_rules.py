@@ -28,7 +28,7 @@ MINUTE = dt.timedelta(minutes=1)
 def cycle(n: int, status: Status = Status.OK, ran: str | None = "0.2.0") -> Cycle:
     """The n-th cycle after T0 (two minutes apart), running atlas_services `ran`."""
     start = T0 + 2 * n * MINUTE
-    probe = ProbeResult(probe="web", target="t", status=status, latency_s=0.1, message=status.value,
+    probe = ProbeResult(probe="web", target="t", status=status, latency_s=0.1, message=status,
                         timestamp=start, role="secondary", host="shop2")
     return Cycle(host="shop2", role="secondary", started=start, finished=start + dt.timedelta(seconds=20),
                  results=(probe,), modules={"atlas_services": ran} if ran else {})

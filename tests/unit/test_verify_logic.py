@@ -37,7 +37,7 @@ T0 = dt.datetime(2027, 3, 1, 12, 0, tzinfo=dt.UTC)
 
 def result(probe: str, status: Status, message: str = "", host: str = "shop1") -> ProbeResult:
     return ProbeResult(probe=probe, target="t", status=status, latency_s=0.25,
-                       message=message or status.value, timestamp=T0, role="primary", host=host)
+                       message=message or status, timestamp=T0, role="primary", host=host)
 
 
 def cycle(*results: ProbeResult, at: dt.datetime = T0) -> Cycle:

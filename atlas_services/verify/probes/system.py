@@ -17,9 +17,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from atlas_services import paths, proc
+from atlas_services import clock, paths, proc
 from atlas_services.errors import AtlasError, Refused
-from atlas_services.verify.model import Outcome, Status, parse_time, utcnow, worst
+from atlas_services.verify.model import Outcome, Status, parse_time, worst
 from atlas_services.verify.probes import Probe, first_line
 
 
@@ -239,15 +239,6 @@ class SyncState:
         )
 
 
-def _age(delta: dt.timedelta) -> str:
-    seconds = int(delta.total_seconds())
-    if seconds < 120:
-        return f"{seconds} s"
-    if seconds < 7200:
-        return f"{seconds // 60} min"
-    return f"{seconds // 3600} h"
-
-
 def sync_outcome(role: str, state: SyncState | None, now: dt.datetime, stale_after_s: int) -> Outcome:
     """Freshness and drift of the secondary's copy of the primary (pure)."""
     if role != "secondary":
@@ -255,17 +246,18 @@ def sync_outcome(role: str, state: SyncState | None, now: dt.datetime, stale_aft
     if state is None:
         return Outcome.failed("never synced from the primary")
     if state.last_success is None:
-        return Outcome.failed(f"no successful sync yet (last attempt {_age(now - state.last_attempt)} ago)")
+        last_attempt = clock.span(now - state.last_attempt)
+        return Outcome.failed(f"no successful sync yet (last attempt {last_attempt} ago)")
     outcomes = []
     age = now - state.last_success
     stale = dt.timedelta(seconds=stale_after_s)
-    text = f"last sync {_age(age)} ago"
+    text = f"last sync {clock.span(age)} ago"
     if state.last_attempt > state.last_success:
-        text += f", last attempt {_age(now - state.last_attempt)} ago failed"
+        text += f", last attempt {clock.span(now - state.last_attempt)} ago failed"
     if age > 4 * stale:
-        outcomes.append(Outcome.failed(f"{text} (stale after {_age(stale)})"))
+        outcomes.append(Outcome.failed(f"{text} (stale after {clock.span(stale)})"))
     elif age > stale:
-        outcomes.append(Outcome.degraded(f"{text} (stale after {_age(stale)})"))
+        outcomes.append(Outcome.degraded(f"{text} (stale after {clock.span(stale)})"))
     else:
         outcomes.append(Outcome.ok(text))
     bad = [d for d in state.drift if d.kind == "incompatible"]
@@ -285,7 +277,7 @@ class SyncProbe(Probe):
     role: str
     stale_after_s: int
     state_file: Path = paths.SYNC_STATE
-    now: Callable[[], dt.datetime] = field(default=utcnow)
+    now: Callable[[], dt.datetime] = field(default=clock.utcnow)
     timeout: float = 2.0
     name: str = "sync"
 
@@ -355,7 +347,7 @@ class ClockProbe(Probe):
     synchronized: Callable[[], bool | None] = kernel_clock_synchronized
     sync_required: bool = True
     floor: Callable[[], dt.datetime] = software_floor
-    now: Callable[[], dt.datetime] = field(default=utcnow)
+    now: Callable[[], dt.datetime] = field(default=clock.utcnow)
     timeout: float = 2.0
     name: str = "clock"
 

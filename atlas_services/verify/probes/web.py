@@ -9,8 +9,8 @@ import ssl
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from atlas_services import tls
-from atlas_services.verify.model import Outcome, Status, utcnow, worst
+from atlas_services import clock, tls
+from atlas_services.verify.model import Outcome, Status, worst
 from atlas_services.verify.probes import Probe, first_line
 
 # A certificate that ends sooner than this is reported before it breaks anything.
@@ -49,7 +49,7 @@ class WebProbe(Probe):
     path: str
     expected_sha256: str
     timeout: float = 5.0
-    now: Callable[[], dt.datetime] = field(default=utcnow)
+    now: Callable[[], dt.datetime] = field(default=clock.utcnow)
     name: str = "web"
 
     @property
