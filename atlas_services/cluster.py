@@ -22,7 +22,8 @@ from typing import Any
 
 from atlas_services import fsutil, paths, proc
 from atlas_services.errors import Refused
-from atlas_services.volume import ROLES, Identity, VolumeError
+from atlas_services.roles import DATASET_ROLES, Role
+from atlas_services.volume import Identity, VolumeError
 
 CLUSTER_DIR = paths.CONFIG_DIR / "cluster"
 CLUSTER_FILE = "cluster.json"
@@ -34,7 +35,7 @@ SYNC_KEY = "sync/id_ed25519"
 class Cluster:
     cluster_id: str
     domain: str
-    identities: dict[str, Identity]  # role → identity
+    identities: dict[Role, Identity]
 
     @classmethod
     def from_json(cls, data: Any, where: str = CLUSTER_FILE) -> Cluster:
@@ -45,13 +46,13 @@ class Cluster:
         except ValueError:
             raise Refused(f"{where}: cluster_id is not a UUID") from None
         roles = data["roles"]
-        if not isinstance(roles, dict) or set(roles) != set(ROLES):
-            raise Refused(f"{where}: roles must name exactly {' and '.join(ROLES)}")
+        if not isinstance(roles, dict) or set(roles) != set(DATASET_ROLES):
+            raise Refused(f"{where}: roles must name exactly {' and '.join(DATASET_ROLES)}")
         if not isinstance(data["domain"], str):
             raise Refused(f"{where}: domain must be a string")
         try:
             identities = {role: Identity.from_json(roles[role], f"{where}: {role}")
-                          for role in ROLES}
+                          for role in DATASET_ROLES}
         except VolumeError as err:
             raise Refused(str(err)) from None
         cluster = cls(cluster_id=cluster_id, domain=data["domain"], identities=identities)
@@ -59,7 +60,7 @@ class Cluster:
         return cluster
 
     def check(self) -> None:
-        primary, secondary = self.identities["primary"], self.identities["secondary"]
+        primary, secondary = self.identities[Role.PRIMARY], self.identities[Role.SECONDARY]
         if primary.hostname == secondary.hostname:
             raise Refused("the primary and the secondary need different host names")
         if primary.ip == secondary.ip:
@@ -85,12 +86,12 @@ def load(directory: Path = CLUSTER_DIR) -> Cluster:
     return cluster
 
 
-def host_key_files(directory: Path, role: str) -> list[Path]:
+def host_key_files(directory: Path, role: Role) -> list[Path]:
     return [directory / role / f"ssh_host_{kind}_key" for kind in HOST_KEY_TYPES]
 
 
 def key_files(directory: Path) -> list[Path]:
-    keys = [k for role in ROLES for k in host_key_files(directory, role)]
+    keys = [k for role in DATASET_ROLES for k in host_key_files(directory, role)]
     keys.append(directory / SYNC_KEY)
     return keys + [k.with_name(k.name + ".pub") for k in keys]
 
@@ -109,7 +110,7 @@ def create(cluster: Cluster, directory: Path, force: bool = False) -> None:
     staging = Path(tempfile.mkdtemp(prefix=".cluster-", dir=directory.parent))
     try:
         staging.chmod(0o700)
-        for role in ROLES:
+        for role in DATASET_ROLES:
             for kind in HOST_KEY_TYPES:
                 _keygen(staging / role / f"ssh_host_{kind}_key", kind,
                         f"{cluster.identities[role].hostname} ({role})")
@@ -124,7 +125,7 @@ def create(cluster: Cluster, directory: Path, force: bool = False) -> None:
         raise
 
 
-def _identity(args: argparse.Namespace, role: str) -> dict[str, Any]:
+def _identity(args: argparse.Namespace, role: Role) -> dict[str, Any]:
     return {"hostname": getattr(args, f"{role}_hostname"),
             "address": getattr(args, f"{role}_address"),
             "gateway": args.gateway, "dns": args.dns, "interface": args.interface}
@@ -133,7 +134,7 @@ def _identity(args: argparse.Namespace, role: str) -> dict[str, Any]:
 def init_command(args: argparse.Namespace) -> int:
     cluster = Cluster.from_json({
         "cluster_id": str(uuid.uuid4()), "domain": args.domain,
-        "roles": {role: _identity(args, role) for role in ROLES}}, "cluster")
+        "roles": {role: _identity(args, role) for role in DATASET_ROLES}}, "cluster")
     create(cluster, args.dir, args.force)
     print(f"cluster {cluster.cluster_id} created in {args.dir}")
     print("next: provision each server's disks with 'atlas disks init --role primary|secondary DEV...'")
@@ -162,7 +163,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
                "      --primary-hostname shop1 --primary-address 192.168.1.10/24 \\\n"
                "      --secondary-hostname shop2 --secondary-address 192.168.1.11/24 \\\n"
                "      --gateway 192.168.1.1 --dns 192.168.1.1")
-    for role in ROLES:
+    for role in DATASET_ROLES:
         init.add_argument(f"--{role}-hostname", required=True, metavar="NAME")
         init.add_argument(f"--{role}-address", required=True, metavar="IP/PREFIX")
     init.add_argument("--gateway", default="", metavar="IP")

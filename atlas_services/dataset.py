@@ -20,6 +20,7 @@ from pathlib import Path
 
 from atlas_services import blockdev, cluster, fsutil, paths, proc, volume
 from atlas_services.errors import Refused
+from atlas_services.roles import DATASET_ROLES, Role
 from atlas_services.volume import Volume
 
 # Disks of one data set may differ this much in size; raid1 only uses the smallest.
@@ -75,7 +76,7 @@ class Plan:
 
     cluster: cluster.Cluster
     cluster_dir: Path
-    role: str
+    role: Role
     devices: tuple[Path, ...]
     wipe: bool
 
@@ -88,7 +89,7 @@ def check_sizes(sizes: dict[Path, int]) -> None:
                       "use disks of the same size")
 
 
-def plan(cluster_dir: Path, role: str, devices: Sequence[Path], force: bool) -> Plan:
+def plan(cluster_dir: Path, role: Role, devices: Sequence[Path], force: bool) -> Plan:
     """Every guard, before anything is written."""
     the_cluster = cluster.load(cluster_dir)
     if not devices:
@@ -183,7 +184,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
                     "--force, and always refuses mounted disks, the system disk, disks of "
                     f"sizes more than {SIZE_TOLERANCE:.0%} apart and another cluster's data set.",
         epilog="example:\n  atlas disks init --role primary /dev/sdb /dev/sdc")
-    init.add_argument("--role", required=True, choices=volume.ROLES)
+    init.add_argument("--role", required=True, type=Role, choices=DATASET_ROLES)
     init.add_argument("--cluster-dir", type=Path, default=cluster.CLUSTER_DIR,
                       help=f"the cluster made by 'atlas cluster init' (default {cluster.CLUSTER_DIR})")
     init.add_argument("--force", action="store_true", help="erase disks that hold data")

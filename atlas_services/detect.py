@@ -12,17 +12,11 @@ from typing import Any
 
 from atlas_services import blockdev, dataset, proc, volume
 from atlas_services.errors import Refused
+from atlas_services.roles import Role
 from atlas_services.settings import Settings
 from atlas_services.volume import Volume, VolumeError, VolumeProblem
 
 log = logging.getLogger(__name__)
-
-
-class Outcome(StrEnum):
-    PRIMARY = "primary"
-    SECONDARY = "secondary"
-    STANDBY = "standby"  # no data set: nothing to serve
-    REFUSED = "refused"  # a data set is here but must not be used; standby with a reason
 
 
 class Reason(StrEnum):
@@ -82,7 +76,7 @@ class Facts:
 
 @dataclass(frozen=True)
 class Decision:
-    outcome: Outcome
+    role: Role
     reason: Reason
     message: str
     dataset: DataSetFacts | None = None
@@ -94,13 +88,11 @@ class Decision:
 
     @property
     def target(self) -> str:
-        if self.outcome in (Outcome.PRIMARY, Outcome.SECONDARY):
-            return f"atlas-{self.outcome}.target"
-        return "atlas-standby.target"
+        return self.role.target
 
     def to_json(self) -> dict[str, Any]:
         vol = self.volume
-        return {"role": self.outcome, "reason_code": self.reason,
+        return {"role": self.role, "reason_code": self.reason,
                 "reason": self.message, "degraded": self.degraded, "target": self.target,
                 "cluster_id": vol.cluster_id if vol else None,
                 "dataset_id": vol.dataset_id if vol else None,
@@ -111,13 +103,13 @@ class Decision:
 
 
 def _refuse(reason: Reason, message: str, ds: DataSetFacts | None = None) -> Decision:
-    return Decision(Outcome.REFUSED, reason, message, ds)
+    return Decision(Role.REFUSED, reason, message, ds)
 
 
 def decide(facts: Facts, settings: Settings) -> Decision:
     """Which role this server takes, from the facts alone."""
     if not facts.datasets:
-        return Decision(Outcome.STANDBY, Reason.NO_DATASET, "no data set found")
+        return Decision(Role.STANDBY, Reason.NO_DATASET, "no data set found")
     if len(facts.datasets) > 1:
         names = "; ".join(", ".join(ds.devices) for ds in facts.datasets)
         return _refuse(Reason.TWO_DATASETS, f"{len(facts.datasets)} data sets present ({names}): "
@@ -140,13 +132,12 @@ def decide(facts: Facts, settings: Settings) -> Decision:
     if facts.address_in_use:
         return _refuse(Reason.ADDRESS_IN_USE, f"address {vol.identity.ip} already answered on "
                        f"the network: another server holds the {vol.role} role", ds)
-    outcome = Outcome(vol.role)
     if degraded:
-        return Decision(outcome, Reason.DEGRADED,
+        return Decision(vol.role, Reason.DEGRADED,
                         f"{vol.role} on a DEGRADED data set: {len(ds.devices)} of "
                         f"{ds.expected_devices} disks present — replace the missing disk", ds,
                         degraded=True)
-    return Decision(outcome, Reason.OK, f"{vol.role} data set {vol.dataset_id}", ds)
+    return Decision(vol.role, Reason.OK, f"{vol.role} data set {vol.dataset_id}", ds)
 
 
 # ---------------------------------------------------------------- probing

@@ -16,8 +16,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from atlas_services import clock, paths, rolefile, settings
+from atlas_services import clock, paths, settings
 from atlas_services.errors import EXIT_FAILED, EXIT_OK, AtlasError, Refused
+from atlas_services.roles import Role, read_role
 
 CHECKLIST = """\
 Failover checklist ({primary} → {other}):
@@ -93,11 +94,12 @@ def prepare(data_root: Path = paths.DATA_ROOT, role_file: Path = paths.ROLE_FILE
     from atlas_services.sync import client
     from atlas_services.sync.errors import SyncError
 
-    role = rolefile.read(role_file)
-    if role.get("role") != "primary":
-        raise Refused(f"this server is {role.get('role', 'not in a role')}, not the primary",
+    record = read_role(role_file)
+    if record.role is not Role.PRIMARY:
+        what = record.role if isinstance(record.role, Role) else "not in a role"
+        raise Refused(f"this server is {what}, not the primary",
                       "run 'atlas failover prepare' on the primary")
-    target = client.target_from_dataset(data_root, role="secondary")
+    target = client.target_from_dataset(data_root, role=Role.SECONDARY)
     try:
         with client.Client(target) as peer:
             pulled = peer.call_json("pull")
@@ -113,10 +115,9 @@ def prepare(data_root: Path = paths.DATA_ROOT, role_file: Path = paths.ROLE_FILE
     checks = evaluate(pulled, cycle if isinstance(cycle, dict) else {}, primary_newest,
                       settings.load().verify_interval_s, clock.utcnow())
     checks.append(trial_check())
-    devices = (role.get("dataset") or {}).get("devices") or []
-    text = CHECKLIST.format(primary=role.get("hostname"), other=target.host_key_alias,
-                            primary_name=role.get("hostname"), secondary_name=target.host_key_alias,
-                            disks=", ".join(devices) or "every data-set disk")
+    text = CHECKLIST.format(primary=record.hostname, other=target.host_key_alias,
+                            primary_name=record.hostname, secondary_name=target.host_key_alias,
+                            disks=", ".join(record.devices) or "every data-set disk")
     return checks, text
 
 

@@ -32,8 +32,9 @@ from atlas_services import (
     settings,
     volume,
 )
-from atlas_services.detect import Decision, Outcome
+from atlas_services.detect import Decision
 from atlas_services.errors import AtlasError
+from atlas_services.roles import Role
 
 logger = logging.getLogger(__name__)
 
@@ -43,10 +44,10 @@ NETWORK_FILE = Path("/run/systemd/network/10-atlas-role.network")
 STANDBY_HOSTNAME = "atlas-standby"
 
 EVENT_IDS = {
-    Outcome.PRIMARY: messages.ROLE_PRIMARY,
-    Outcome.SECONDARY: messages.ROLE_SECONDARY,
-    Outcome.STANDBY: messages.ROLE_STANDBY,
-    Outcome.REFUSED: messages.ROLE_REFUSED,
+    Role.PRIMARY: messages.ROLE_PRIMARY,
+    Role.SECONDARY: messages.ROLE_SECONDARY,
+    Role.STANDBY: messages.ROLE_STANDBY,
+    Role.REFUSED: messages.ROLE_REFUSED,
 }
 
 
@@ -129,7 +130,7 @@ def detect_role(*, address_check: bool = True, devices: list[Path] | None = None
         facts = detect.probe_facts(known_cluster(), devices)
     decision = detect.decide(facts, the_settings)
     vol = decision.volume
-    if address_check and vol and decision.outcome in (Outcome.PRIMARY, Outcome.SECONDARY):
+    if address_check and vol and decision.role.has_dataset:
         with watch.step("address_check"):
             interface = resolve_interface(vol.identity.interface)
             in_use = bool(interface) and detect.address_answered(str(interface), vol.identity.ip)
@@ -228,7 +229,7 @@ def prepare_configuration(decision: Decision, data_root: Path, watch: Stopwatch,
         logger.warning("no configuration store on this OS disk: /etc is used as it is")
         return
     try:
-        if decision.outcome is Outcome.PRIMARY:
+        if decision.role is Role.PRIMARY:
             with watch.step("adopt_config"):
                 adopted = adopt_newer_from_dataset(store, data_root)
             if adopted is not None:
@@ -239,7 +240,7 @@ def prepare_configuration(decision: Decision, data_root: Path, watch: Stopwatch,
         if any(path.startswith("etc/systemd/") for path in result.changed + result.removed):
             system.reload_units()
     except AtlasError as err:
-        logger.error("configuration for the %s role not applied: %s", decision.outcome, err)
+        logger.error("configuration for the %s role not applied: %s", decision.role, err)
 
 
 def write_role_file(decision: Decision, timings: dict[str, float], domain: str) -> None:
@@ -258,10 +259,10 @@ def dataset_domain(data_root: Path) -> str:
 
 def record(decision: Decision) -> None:
     vol = decision.volume
-    message_id = messages.ROLE_DEGRADED if decision.degraded else EVENT_IDS[decision.outcome]
-    log.event(message_id, f"ATLAS role: {decision.outcome} — {decision.message}",
-              priority=4 if decision.outcome is Outcome.REFUSED or decision.degraded else 6,
-              role=decision.outcome, reason=decision.reason,
+    message_id = messages.ROLE_DEGRADED if decision.degraded else EVENT_IDS[decision.role]
+    log.event(message_id, f"ATLAS role: {decision.role} — {decision.message}",
+              priority=4 if decision.role is Role.REFUSED or decision.degraded else 6,
+              role=decision.role, reason=decision.reason,
               dataset_id=vol.dataset_id if vol else None,
               generation=vol.generation if vol else None,
               cluster_id=vol.cluster_id if vol else None)
@@ -273,7 +274,7 @@ def _failed(err: Exception, data_root: Path) -> Decision:
     if os.path.ismount(data_root):
         proc.run(["umount", data_root], check=False)
     what = str(err) if isinstance(err, AtlasError) else f"{type(err).__name__}: {err}"
-    return Decision(Outcome.REFUSED, detect.Reason.ERROR, f"the role could not be taken: {what}")
+    return Decision(Role.REFUSED, detect.Reason.ERROR, f"the role could not be taken: {what}")
 
 
 def apply(system: System, data_root: Path = paths.DATA_ROOT) -> Decision:
@@ -281,7 +282,7 @@ def apply(system: System, data_root: Path = paths.DATA_ROOT) -> Decision:
     domain = ""
     try:
         decision = detect_role(watch=watch)
-        if decision.outcome in (Outcome.PRIMARY, Outcome.SECONDARY):
+        if decision.role.has_dataset:
             decision = take_role(decision, system, data_root, watch)
             domain = dataset_domain(data_root)
             # The configuration is rendered from role.json: write it before rendering.
@@ -290,7 +291,7 @@ def apply(system: System, data_root: Path = paths.DATA_ROOT) -> Decision:
     # Whatever broke, the server must end this boot in a defined state that says why.
     except Exception as err:
         decision = _failed(err, data_root)
-    if decision.outcome not in (Outcome.PRIMARY, Outcome.SECONDARY):
+    if not decision.role.has_dataset:
         from atlas_services.sync import access
 
         access.remove_sync_access()
@@ -301,8 +302,8 @@ def apply(system: System, data_root: Path = paths.DATA_ROOT) -> Decision:
     write_role_file(decision, watch.steps, domain)
     record(decision)
     # Printed for the console (the unit sends stdout there too): a refusal must be seen.
-    print(f"ATLAS: {decision.outcome} — {decision.message}", flush=True)
-    system.notify(f"{decision.outcome}: {decision.message}")
+    print(f"ATLAS: {decision.role} — {decision.message}", flush=True)
+    system.notify(f"{decision.role}: {decision.message}")
     return decision
 
 
@@ -312,7 +313,7 @@ def detect_command(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(decision.to_json(), indent=2))
     else:
-        print(f"{decision.outcome}: {decision.message}")
+        print(f"{decision.role}: {decision.message}")
     return 0
 
 

@@ -6,7 +6,8 @@ import argparse
 import json
 from dataclasses import asdict, dataclass
 
-from atlas_services import __version__, osinfo, paths, rolefile
+from atlas_services import __version__, osinfo, paths
+from atlas_services.roles import NoRole, Role, read_role
 from atlas_services.verify import report as verify_report
 
 
@@ -35,13 +36,13 @@ class Status:
         return "\n".join(f"{k.ljust(width)}  {v}" for k, v in rows)
 
 
-def _role() -> tuple[str, str]:
-    role, data = rolefile.record()
-    if role == rolefile.UNREADABLE:
-        return "unknown", f"{paths.ROLE_FILE} is unreadable"
-    if role == rolefile.UNKNOWN:
-        return "unknown", "role detection has not run on this boot"
-    return role, str(data.get("reason", ""))
+def _role() -> tuple[Role | NoRole, str]:
+    record = read_role(paths.ROLE_FILE)
+    if record.role is NoRole.UNREADABLE:
+        return NoRole.UNKNOWN, f"{paths.ROLE_FILE} is unreadable"
+    if record.role is NoRole.UNKNOWN:
+        return NoRole.UNKNOWN, "role detection has not run on this boot"
+    return record.role, record.reason
 
 
 def collect() -> Status:

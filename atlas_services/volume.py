@@ -19,10 +19,10 @@ from typing import Any
 
 from atlas_services import fsutil, paths
 from atlas_services.errors import Refused
+from atlas_services.roles import DATASET_ROLES, Role
 
 FORMAT_VERSION = 1
 LABEL = "atlas-data"
-ROLES = ("primary", "secondary")
 HOSTNAME = re.compile(r"(?!-)[a-z0-9-]{1,63}(?<!-)")
 INTERFACE = re.compile(r"[A-Za-z0-9_.:*-]{1,15}")
 
@@ -136,7 +136,7 @@ class Volume:
 
     cluster_id: str
     dataset_id: str
-    role: str
+    role: Role
     generation: int
     identity: Identity
     created: str  # ISO 8601, UTC
@@ -158,9 +158,9 @@ class Volume:
             raise VolumeError(VolumeProblem.INVALID, f"{where}: format {version} is not valid")
         _no_extra(data, set(cls.FIELDS), where)
         role = _require(data, "role", str, where)
-        if role not in ROLES:
+        if role not in DATASET_ROLES:
             raise VolumeError(VolumeProblem.INVALID, f"{where}: role {role!r} is not one of "
-                              f"{', '.join(ROLES)}")
+                              f"{', '.join(DATASET_ROLES)}")
         generation = _require(data, "generation", int, where)
         if generation < 0:
             raise VolumeError(VolumeProblem.INVALID, f"{where}: generation is negative")
@@ -174,7 +174,7 @@ class Volume:
             format_version=version,
             cluster_id=_uuid(_require(data, "cluster_id", str, where), "cluster_id", where),
             dataset_id=_uuid(_require(data, "dataset_id", str, where), "dataset_id", where),
-            role=role,
+            role=Role(role),
             generation=generation,
             identity=Identity.from_json(_require(data, "identity", dict, where),
                                         f"{where}: identity"),

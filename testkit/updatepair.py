@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from atlas_services import cluster
+from atlas_services.roles import Role
 from atlas_services.store import bundle
 from atlas_services.sync import access
 from atlas_services.update import primary, trial, view
@@ -93,7 +94,7 @@ class UpdatePair:
         red when told (a file system that is not there)."""
         s = self.pair.secondary.root
         space = SpaceProbe([s if green else s / "unmounted"], 5)
-        sync = SyncProbe("secondary", 900, self.pair.layout.state_file)
+        sync = SyncProbe(Role.SECONDARY, 900, self.pair.layout.state_file)
         result = run_cycle([space, sync], role="secondary", host="shop2",
                            modules=modules_in_use(self.trial_layout.module_store))
         where = report.ReportPaths(verify_dir=s / "verify", textfile_dir=self.pair.tmp / "textfile",
@@ -126,7 +127,7 @@ def make_update_pair(tmp_path: Path) -> Iterator[UpdatePair]:
     run_dir = Path(tempfile.mkdtemp(prefix="atlas-test-door-", dir="/run"))
     try:
         with make_pair(tmp_path) as the_pair:
-            door = PrivateSshd(run_dir, cluster.host_key_files(the_pair.cluster_dir, "secondary"))
+            door = PrivateSshd(run_dir, cluster.host_key_files(the_pair.cluster_dir, Role.SECONDARY))
             up = UpdatePair(the_pair, door, tmp_path / "atlas.json")
             access.install_sync_access(the_pair.secondary.data, target_dir=door.authorized_keys_dir,
                                        command=up.door_command(), sources=["127.0.0.1"])

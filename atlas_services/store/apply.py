@@ -30,12 +30,12 @@ from typing import Any, Protocol
 from atlas_services import fsutil, osinfo, paths, proc
 from atlas_services.errors import AtlasError, Refused
 from atlas_services.render import TEMPLATE_SUFFIX, render_tree, standard_context
+from atlas_services.roles import NoRole, Role, read_role
 from atlas_services.settings import Settings
 from atlas_services.store.config import SETTINGS_NAME, TEMPLATES_NAME, ConfigStore, check_settings
 
 log = logging.getLogger(__name__)
 
-ROLES = ("primary", "secondary", "standby")
 # Where apply records what it installed (relative to the target root).
 APPLIED_FILE = PurePosixPath(paths.CONFIG_DIR.relative_to("/").as_posix()) / "applied.json"
 SETTINGS_TARGET = PurePosixPath(paths.SETTINGS_FILE.relative_to("/").as_posix())
@@ -221,16 +221,11 @@ def role_context(settings: Settings, *, role_file: Path = paths.ROLE_FILE,
                  data_root: Path = paths.DATA_ROOT) -> dict[str, Any]:
     """The template context for this server from /run/atlas/role.json (role and identity);
     without a decided role it renders for standby."""
-    try:
-        data = json.loads(role_file.read_text())
-    except FileNotFoundError:
-        data = {}
-    except (OSError, ValueError) as err:
-        raise AtlasError(f"{role_file} is unreadable: {err}") from None
-    if not isinstance(data, dict):
-        data = {}
-    identity = _identity(data)
-    role = data.get("role") if data.get("role") in ROLES else "standby"
+    record = read_role(role_file)
+    if record.role is NoRole.UNREADABLE and not record.data:
+        raise AtlasError(f"{role_file} is unreadable", "it is rewritten by 'atlas role apply'")
+    identity = _identity(dict(record.data))
+    role = record.role if record.role.has_dataset else Role.STANDBY
     address = str(identity.get("address") or "127.0.0.1")
     prefix = identity.get("prefix", 32)
     if "/" in address:

@@ -8,8 +8,9 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from atlas_services import paths, rolefile
+from atlas_services import paths
 from atlas_services.errors import EXIT_FAILED, EXIT_OK, AtlasError, Refused
+from atlas_services.roles import Role, read_role
 from atlas_services.store import config as config_mod
 from atlas_services.store import modules as modules_mod
 from atlas_services.store import subvol, tree
@@ -76,7 +77,7 @@ def config_init(args: argparse.Namespace) -> int:
 
 
 def _dataset_mounted_as_primary(role_file: Path, data_root: Path) -> bool:
-    return rolefile.current(role_file) == "primary" and (data_root / paths.DATASET_META).is_dir()
+    return read_role(role_file).role is Role.PRIMARY and (data_root / paths.DATASET_META).is_dir()
 
 
 def _copy_to_dataset(store: config_mod.ConfigStore) -> int:

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from atlas_services import cluster, dataset, fsutil, paths
 from atlas_services.errors import Refused
+from atlas_services.roles import Role
 
 SERVE_COMMAND = f"{paths.ATLAS_COMMAND} sync-serve"
 KEY_TYPES = ("ssh-ed25519", "ecdsa-sha2-nistp256", "ssh-rsa")
@@ -55,18 +56,20 @@ def install_sync_access(data_root: Path = paths.DATA_ROOT, *,
     if sources is None:
         cluster_file = dataset.meta(data_root) / dataset.CLUSTER_COPY
         the_cluster = cluster.Cluster.from_json(json.loads(cluster_file.read_text()), str(cluster_file))
-        sources = [the_cluster.identities["secondary"].ip]
+        sources = [the_cluster.identities[Role.SECONDARY].ip]
     target_dir.mkdir(mode=0o755, parents=True, exist_ok=True)
     target = target_dir / user
     fsutil.write_atomic(target, authorized_line(public_key, command, sources), 0o644)
     return target
 
 
-def install_for_role(role: str, data_root: Path = paths.DATA_ROOT, *,
+def install_for_role(role: Role, data_root: Path = paths.DATA_ROOT, *,
                      target_dir: Path = paths.AUTHORIZED_KEYS_DIR) -> Path:
     """The primary lets the secondary in (to pull); the secondary lets the primary in (for
     `atlas failover prepare`). sync-serve answers each role's own few verbs only."""
-    peer = "secondary" if role == "primary" else "primary"
+    peer = role.peer
+    if peer is None:
+        raise Refused(f"a {role} server lets no peer in")
     cluster_file = dataset.meta(data_root) / dataset.CLUSTER_COPY
     the_cluster = cluster.Cluster.from_json(json.loads(cluster_file.read_text()), str(cluster_file))
     return install_sync_access(data_root, target_dir=target_dir,

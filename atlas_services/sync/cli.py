@@ -14,8 +14,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from atlas_services import clock, paths, rolefile
+from atlas_services import clock, paths
 from atlas_services.errors import EXIT_FAILED, EXIT_OK, Refused
+from atlas_services.roles import Role, read_role
 from atlas_services.sync import drift, state
 from atlas_services.sync.errors import SyncError
 
@@ -151,10 +152,10 @@ def sync_command(args: argparse.Namespace) -> int:
         return status_command(args)
     if not args.now:
         raise Refused("say what to do: 'atlas sync --now' or 'atlas sync status'")
-    role = rolefile.current(args.role_file)
-    if role != "secondary":
+    role = read_role(args.role_file).role
+    if role is not Role.SECONDARY:
         raise Refused(f"this server is {role}, not the secondary: the Synchronizer pulls on the secondary"
-                      if role in ("primary", "standby", "refused") else
+                      if isinstance(role, Role) else
                       f"this server's role is {role} ({args.role_file}): the Synchronizer runs on "
                       "the secondary")
     from atlas_services.sync import runner

@@ -22,6 +22,7 @@ from typing import Any
 
 from atlas_services import cluster, dataset, paths, proc
 from atlas_services.errors import EXIT_REFUSED
+from atlas_services.roles import Role
 from atlas_services.sync.errors import Kind, SyncError
 
 CONNECT_TIMEOUT_S = 10
@@ -50,7 +51,7 @@ class Target:
     identity_file: Path
     known_hosts: Path
     user: str = "root"
-    role: str = "primary"  # the peer's role, for messages ("the secondary … is unreachable")
+    role: Role = Role.PRIMARY  # the peer's role, for messages ("the secondary … is unreachable")
 
     def describe(self) -> str:
         port = f":{self.port}" if self.port != 22 else ""
@@ -58,7 +59,7 @@ class Target:
 
 
 def target_from_dataset(data_root: Path = paths.DATA_ROOT, *, address: str | None = None,
-                        port: int = 22, role: str = "primary") -> Target:
+                        port: int = 22, role: Role = Role.PRIMARY) -> Target:
     """The primary (or, for `atlas failover prepare`, the secondary) as the data set
     describes it (cluster.json, secrets/). `address` overrides where to connect (the host
     key stays pinned to the role's name)."""

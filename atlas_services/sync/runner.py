@@ -26,6 +26,7 @@ from typing import Any
 
 from atlas_services import clock, fsutil, log, messages, paths
 from atlas_services.errors import AtlasError
+from atlas_services.roles import Role
 from atlas_services.store import bundle, subvol
 from atlas_services.store.config import ConfigStore
 from atlas_services.store.modules import ModuleStore
@@ -121,7 +122,7 @@ class Session:
             raise SyncError(Kind.BAD_REPLY, f"the primary speaks sync protocol "
                             f"{reply.get('protocol') if isinstance(reply, dict) else '?'}, this "
                             f"server {serve.PROTOCOL}", "update both servers to the same ATLAS version")
-        if reply.get("role") != "primary":
+        if reply.get("role") != Role.PRIMARY:
             raise SyncError(Kind.NOT_PRIMARY, f"{self.client.target.describe()} answers as "
                             f"{reply.get('role')!r}, not as the primary: nothing is pulled from it",
                             "check which server holds the primary's data set")

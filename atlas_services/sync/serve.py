@@ -36,8 +36,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from atlas_services import __version__, log, messages, osinfo, paths, proc, rolefile
+from atlas_services import __version__, log, messages, osinfo, paths, proc
 from atlas_services.errors import EXIT_FAILED, EXIT_OK, EXIT_REFUSED, AtlasError, Refused
+from atlas_services.roles import Role, read_role
 from atlas_services.store import bundle
 from atlas_services.store.config import ConfigStore
 from atlas_services.store.modules import ModuleStore
@@ -73,11 +74,6 @@ VERBS: dict[str, Verb] = {
     "send-module": Verb((("NAME", bundle.NAME_PATTERN), ("VERSION", bundle.VERSION_PATTERN)),
                         (("PARENT", bundle.VERSION_PATTERN),)),
     "pull": Verb(),
-}
-# What each role serves; anything else (standby, refused) only says hello.
-ROLE_VERBS = {
-    "primary": frozenset({"hello", "list", "manifest", "results", "send-config", "send-module"}),
-    "secondary": frozenset({"hello", "results", "pull", "trial"}),
 }
 
 
@@ -149,10 +145,10 @@ def _cluster_id(data_root: Path) -> str | None:
 
 
 def hello(layout: ServeLayout) -> dict[str, Any]:
-    role = rolefile.current(layout.role_file)
+    role = read_role(layout.role_file).role
     reply = {"protocol": PROTOCOL, "atlas_version": __version__, "verbs": list(VERBS),
              "hostname": osinfo.hostname(), "role": role, "cluster_id": _cluster_id(layout.data_root)}
-    if role == "primary":
+    if role is Role.PRIMARY:
         # What the secondary should try; in the hello, every sync learns it without another
         # round trip, and a secondary that predates updates ignores it.
         reply.update(staged_updates(layout))
@@ -250,8 +246,8 @@ def serve(command: str | None, layout: ServeLayout, out: BinaryIO) -> int:
                   priority=4, client=_client(), request=shown, reason=str(err))
         print(f"atlas sync-serve: refused: {err}", file=sys.stderr)
         return EXIT_REFUSED
-    role = rolefile.current(layout.role_file)
-    if request.verb not in ROLE_VERBS.get(role, frozenset({"hello"})):
+    role = read_role(layout.role_file).role
+    if request.verb not in role.serves:
         log.event(messages.SYNC_SERVE_REFUSED, f"ATLAS sync-serve refused {request} from "
                   f"{_client()}: not served by a {role}", priority=4, client=_client(),
                   request=str(request), reason=f"not served by a {role}")

@@ -17,8 +17,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from atlas_services import clock, log, messages, paths, rolefile, settings
+from atlas_services import clock, log, messages, paths, settings
 from atlas_services.errors import AtlasError, Refused
+from atlas_services.roles import Role, read_role
 from atlas_services.store import bundle
 from atlas_services.store.modules import ModuleStore, formats_on_disk, read_formats_file
 from atlas_services.update import record, rules, trial
@@ -49,8 +50,8 @@ class UpdateLayout:
 
 
 def require_primary(layout: UpdateLayout, verb: str) -> None:
-    role = rolefile.current(layout.role_file)
-    if role != "primary":
+    role = read_role(layout.role_file).role
+    if role is not Role.PRIMARY:
         raise Refused(f"this server is {role}, not the primary: updates are staged, promoted and "
                       "rolled back on the primary", f"run 'atlas update {verb}' on the primary")
 
@@ -71,7 +72,7 @@ def ask_secondary(layout: UpdateLayout) -> dict[str, rules.TrialModule]:
 
     address, port = _address(layout.secondary) if layout.secondary else (None, 22)
     try:
-        target = client.target_from_dataset(layout.data_root, role="secondary", address=address,
+        target = client.target_from_dataset(layout.data_root, role=Role.SECONDARY, address=address,
                                             port=port)
         with client.Client(target, multiplex=False) as peer:
             reply = peer.call_json("trial")
@@ -292,11 +293,11 @@ def abort(layout: UpdateLayout, module: str | None = None) -> Undone:
 
 def status(layout: UpdateLayout, *, now: datetime | None = None) -> dict[str, Any]:
     """What is staged and how its trial goes, from where this server stands."""
-    role = rolefile.current(layout.role_file)
+    role = read_role(layout.role_file).role
     conf = settings.load(layout.settings_file)
     required = conf.promote_green_cycles
     out: dict[str, Any] = {"role": role, "required_green_cycles": required}
-    if role == "secondary":
+    if role is Role.SECONDARY:
         out["trials"] = [{"module": m, **t.to_json()} for m, t in trial.report(layout.trial).items()
                          if t.staged is not None]
         return out
@@ -304,7 +305,7 @@ def status(layout: UpdateLayout, *, now: datetime | None = None) -> dict[str, An
     out["events"] = [e.to_json() for e in the_record.events[-EVENTS_SHOWN:]]
     out["staged"] = []
     out["secondary_error"] = None
-    if role != "primary" or not the_record.staged:
+    if role is not Role.PRIMARY or not the_record.staged:
         return out
     try:
         reports: dict[str, rules.TrialModule] | None = ask_secondary(layout)
@@ -330,7 +331,7 @@ def format_status(data: dict[str, Any]) -> str:
     required = data["required_green_cycles"]
     lines = [f"role      {data['role']}; promotion needs {required} consecutive green cycle(s) "
              "on the secondary"]
-    if data["role"] == "secondary":
+    if data["role"] == Role.SECONDARY:
         for t in data["trials"]:
             lines.append(f"on trial  {t['module']} {t['staged']} since {t['since']}: "
                          f"{t['green_cycles']} of {required} green cycle(s)"

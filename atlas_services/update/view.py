@@ -6,6 +6,7 @@ from pathlib import Path
 
 from atlas_services import paths
 from atlas_services.errors import AtlasError
+from atlas_services.roles import Role
 from atlas_services.update import record, trial
 
 
@@ -14,12 +15,12 @@ def lines(role: str, required: int, record_file: Path = paths.UPDATE_RECORD,
     """One line per staged update (primary) or trial (secondary), and the last step taken;
     none when there is nothing to say. Never raises: the page must be written regardless."""
     try:
-        if role == "secondary":
+        if role == Role.SECONDARY:
             return [f"{m} {t.staged} on trial on this server since {t.since}: {t.green_cycles} of "
                     f"{required} green cycle(s) before it may be promoted"
                     + (f" (the count stops at {t.stopped_by})" if t.stopped_by else "")
                     for m, t in trial.report(trial_layout).items() if t.staged is not None]
-        if role != "primary":
+        if role != Role.PRIMARY:
             return []
         the_record = record.read(record_file)
     except (AtlasError, OSError) as err:

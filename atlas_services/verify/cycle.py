@@ -12,6 +12,7 @@ from pathlib import Path
 
 from atlas_services import osinfo, paths, render
 from atlas_services.errors import AtlasError, Refused
+from atlas_services.roles import Role
 from atlas_services.settings import Settings
 from atlas_services.verify import account, report
 from atlas_services.verify.model import Cycle
@@ -32,8 +33,6 @@ from atlas_services.verify.probes.system import (
 from atlas_services.verify.probes.web import WebProbe
 from atlas_services.verify.runner import run_cycle
 
-# Roles that run business services, and so have something to verify.
-VERIFIED_ROLES = ("primary", "secondary")
 LOCK_WAIT_S = 60.0
 
 
@@ -41,7 +40,7 @@ LOCK_WAIT_S = 60.0
 class Targets:
     """Everything the probes of one server need to know; built from the box, or by a test."""
 
-    role: str
+    role: Role
     hostname: str
     address: str  # where the service probes connect
     data_root: Path
@@ -141,7 +140,7 @@ class RoleInfo:
     """What the verifier needs of this boot's role: the same context the configuration was
     rendered with (store.apply.role_context), so probes dial what the services listen on."""
 
-    role: str
+    role: Role
     hostname: str
     address: str
     domain: str
@@ -154,12 +153,12 @@ def read_role(settings: Settings, role_file: Path = paths.ROLE_FILE) -> RoleInfo
     from atlas_services.store.apply import role_context  # the store's imports only when needed
 
     context = role_context(settings, role_file=role_file)
-    return RoleInfo(role=context["role"], hostname=context["hostname"], address=context["address"],
+    return RoleInfo(role=Role(context["role"]), hostname=context["hostname"], address=context["address"],
                     domain=context["domain"], ports=context["ports"])
 
 
 def box_targets(settings: Settings, role: RoleInfo) -> Targets:
-    if role.role not in VERIFIED_ROLES:
+    if not role.role.has_dataset:
         raise Refused(f"this server is {role.role}: it runs no business services to verify",
                       "the verifier runs on a primary or a secondary")
     return Targets(role=role.role, hostname=role.hostname, address=role.address,

@@ -12,8 +12,9 @@ from pathlib import Path
 import pytest
 
 from atlas_services import cluster, dataset, detect, volume
-from atlas_services.detect import Outcome, Reason
+from atlas_services.detect import Reason
 from atlas_services.errors import Refused
+from atlas_services.roles import Role
 from atlas_services.settings import Settings
 from testkit.disks import LoopDisks
 
@@ -54,7 +55,7 @@ def test_raid1_primary_set_is_detected_with_its_identity(
     disks = loop_disks.make(2)
     provision(cluster_dir, "primary", disks)
     decision = decide_on(disks)
-    assert decision.outcome is Outcome.PRIMARY and not decision.degraded
+    assert decision.role is Role.PRIMARY and not decision.degraded
     assert decision.volume is not None
     assert decision.volume.identity.hostname == "shop1"
     assert decision.volume.cluster_id == cluster.load(cluster_dir).cluster_id
@@ -81,7 +82,7 @@ def test_data_set_carries_role_secrets_private(loop_disks: LoopDisks,
 def test_single_disk_set(loop_disks: LoopDisks, make_cluster: Callable[..., Path]) -> None:
     disks = loop_disks.make(1)
     provision(make_cluster(), "secondary", disks)
-    assert decide_on(disks).outcome is Outcome.SECONDARY
+    assert decide_on(disks).role is Role.SECONDARY
 
 
 def test_raid1_with_a_member_missing_boots_degraded(loop_disks: LoopDisks,
@@ -92,12 +93,12 @@ def test_raid1_with_a_member_missing_boots_degraded(loop_disks: LoopDisks,
     subprocess.run(["btrfs", "device", "scan", "--forget"], check=False)
     before = loop_disks.digest(disks[:1])
     decision = decide_on(disks[:1])
-    assert (decision.outcome, decision.reason, decision.degraded) == (
-        Outcome.PRIMARY, Reason.DEGRADED, True)
+    assert (decision.role, decision.reason, decision.degraded) == (
+        Role.PRIMARY, Reason.DEGRADED, True)
     assert "DEGRADED" in decision.message
     assert loop_disks.digest(disks[:1]) == before
     strict = decide_on(disks[:1], settings=Settings(allow_degraded_raid=False))
-    assert strict.outcome is Outcome.REFUSED
+    assert strict.role is Role.REFUSED
 
 
 def test_foreign_cluster_is_refused_and_untouched(loop_disks: LoopDisks,
@@ -106,7 +107,7 @@ def test_foreign_cluster_is_refused_and_untouched(loop_disks: LoopDisks,
     provision(make_cluster(), "primary", disks)
     before = loop_disks.digest(disks)
     decision = decide_on(disks, known="99999999-9999-4999-8999-999999999999")
-    assert (decision.outcome, decision.reason) == (Outcome.REFUSED, Reason.FOREIGN_CLUSTER)
+    assert (decision.role, decision.reason) == (Role.REFUSED, Reason.FOREIGN_CLUSTER)
     assert loop_disks.digest(disks) == before
 
 
@@ -128,7 +129,7 @@ def test_unusable_volume_json_is_refused_and_untouched(
     corrupt(disks, content)
     before = loop_disks.digest(disks)
     decision = decide_on(disks)
-    assert (decision.outcome, decision.reason) == (Outcome.REFUSED, reason)
+    assert (decision.role, decision.reason) == (Role.REFUSED, reason)
     assert loop_disks.digest(disks) == before
 
 
@@ -139,11 +140,11 @@ def test_two_data_sets_are_refused(loop_disks: LoopDisks,
     provision(cluster_dir, "primary", first)
     provision(cluster_dir, "secondary", second)
     decision = decide_on(first + second)
-    assert (decision.outcome, decision.reason) == (Outcome.REFUSED, Reason.TWO_DATASETS)
+    assert (decision.role, decision.reason) == (Role.REFUSED, Reason.TWO_DATASETS)
 
 
 def test_no_data_set_is_standby(loop_disks: LoopDisks) -> None:
-    assert decide_on(loop_disks.make(1)).outcome is Outcome.STANDBY
+    assert decide_on(loop_disks.make(1)).role is Role.STANDBY
 
 
 def test_role_detect_cli_prints_json(loop_disks: LoopDisks,
@@ -175,7 +176,7 @@ def test_force_erases_a_foreign_file_system(loop_disks: LoopDisks,
     disks = loop_disks.make(2)
     subprocess.run(["mkfs.btrfs", "-q", "-L", "customer-data", str(disks[0])], check=True)
     provision(make_cluster(), "primary", disks, force=True)
-    assert decide_on(disks).outcome is Outcome.PRIMARY
+    assert decide_on(disks).role is Role.PRIMARY
 
 
 def test_other_clusters_data_set_is_refused_even_with_force(
@@ -184,7 +185,7 @@ def test_other_clusters_data_set_is_refused_even_with_force(
     provision(make_cluster("old"), "primary", disks)
     before = loop_disks.digest(disks)
     with pytest.raises(Refused, match="holds a data set of cluster"):
-        dataset.plan(make_cluster("new"), "primary", disks, force=True)
+        dataset.plan(make_cluster("new"), Role.PRIMARY, disks, force=True)
     assert loop_disks.digest(disks) == before
 
 
@@ -196,7 +197,7 @@ def test_mounted_disk_is_refused(loop_disks: LoopDisks, make_cluster: Callable[.
     mnt.mkdir()
     subprocess.run(["mount", str(disks[0]), str(mnt)], check=True)
     with pytest.raises(Refused, match="mounted"):
-        dataset.plan(make_cluster(), "primary", disks, force=True)
+        dataset.plan(make_cluster(), Role.PRIMARY, disks, force=True)
 
 
 def test_disks_of_different_sizes_are_refused(loop_disks: LoopDisks,
@@ -204,7 +205,7 @@ def test_disks_of_different_sizes_are_refused(loop_disks: LoopDisks,
     disks = loop_disks.make(1, 300) + loop_disks.make(1, 600)
     before = loop_disks.digest(disks)
     with pytest.raises(Refused, match="differ in size"):
-        dataset.plan(make_cluster(), "primary", disks, force=True)
+        dataset.plan(make_cluster(), Role.PRIMARY, disks, force=True)
     assert loop_disks.digest(disks) == before
 
 
@@ -215,11 +216,11 @@ def test_the_running_systems_disk_is_refused(make_cluster: Callable[..., Path]) 
     if root_disk is None:
         pytest.skip("the root file system is not on a block device here")
     with pytest.raises(Refused, match="running system"):
-        dataset.plan(make_cluster(), "primary", [Path(f"/dev/{root_disk}")], force=True)
+        dataset.plan(make_cluster(), Role.PRIMARY, [Path(f"/dev/{root_disk}")], force=True)
 
 
 def test_same_disk_twice_is_refused(loop_disks: LoopDisks,
                                     make_cluster: Callable[..., Path]) -> None:
     disks = loop_disks.make(1)
     with pytest.raises(Refused, match="named twice"):
-        dataset.plan(make_cluster(), "primary", disks + disks, force=False)
+        dataset.plan(make_cluster(), Role.PRIMARY, disks + disks, force=False)

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from atlas_services import cluster
+from atlas_services.roles import Role
 from atlas_services.store import subvol
 from atlas_services.sync import state, transfer
 from atlas_services.sync.client import Client
@@ -133,7 +134,7 @@ def test_a_wrong_host_key_is_refused_as_a_possible_impostor(pair: Pair) -> None:
     assert pair.sync().status == "ok"
     pair.primary.commit("templates/etc/motd.j2", "new\n")
     # Someone answers at the primary's address with other keys (here: the secondary's).
-    pair.sshd.restart_with(cluster.host_key_files(pair.cluster_dir, "secondary"))
+    pair.sshd.restart_with(cluster.host_key_files(pair.cluster_dir, Role.SECONDARY))
 
     result = pair.sync()
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from atlas_services.detect import DataSetFacts, Facts, Outcome, Reason, decide
+from atlas_services.detect import DataSetFacts, Facts, Reason, decide
+from atlas_services.roles import Role
 from atlas_services.settings import Settings
 from atlas_services.volume import Identity, Volume, VolumeProblem
 
@@ -28,31 +29,31 @@ def ds(volume: Volume | None = None, present: int = 2, expected: int = 2,
 
 CASES = [
     # name, datasets, known cluster, address in use, outcome, reason, degraded
-    ("no data set", [], None, None, Outcome.STANDBY, Reason.NO_DATASET, False),
-    ("primary", [ds(vol("primary"))], CLUSTER, False, Outcome.PRIMARY, Reason.OK, False),
-    ("secondary", [ds(vol("secondary"))], CLUSTER, False, Outcome.SECONDARY, Reason.OK, False),
-    ("first boot adopts cluster", [ds(vol())], None, False, Outcome.PRIMARY, Reason.OK, False),
-    ("single-disk set", [ds(vol(), 1, 1)], CLUSTER, False, Outcome.PRIMARY, Reason.OK, False),
+    ("no data set", [], None, None, Role.STANDBY, Reason.NO_DATASET, False),
+    ("primary", [ds(vol("primary"))], CLUSTER, False, Role.PRIMARY, Reason.OK, False),
+    ("secondary", [ds(vol("secondary"))], CLUSTER, False, Role.SECONDARY, Reason.OK, False),
+    ("first boot adopts cluster", [ds(vol())], None, False, Role.PRIMARY, Reason.OK, False),
+    ("single-disk set", [ds(vol(), 1, 1)], CLUSTER, False, Role.PRIMARY, Reason.OK, False),
     ("both sets", [ds(vol("primary")), ds(vol("secondary"), fsid="f2")], CLUSTER, False,
-     Outcome.REFUSED, Reason.TWO_DATASETS, False),
-    ("foreign", [ds(vol(cluster=OTHER_CLUSTER))], CLUSTER, False, Outcome.REFUSED,
+     Role.REFUSED, Reason.TWO_DATASETS, False),
+    ("foreign", [ds(vol(cluster=OTHER_CLUSTER))], CLUSTER, False, Role.REFUSED,
      Reason.FOREIGN_CLUSTER, False),
-    ("raid1 one missing", [ds(vol(), 1, 2)], CLUSTER, False, Outcome.PRIMARY, Reason.DEGRADED,
+    ("raid1 one missing", [ds(vol(), 1, 2)], CLUSTER, False, Role.PRIMARY, Reason.DEGRADED,
      True),
-    ("raid1 of three, two missing", [ds(vol(), 1, 3)], CLUSTER, False, Outcome.REFUSED,
+    ("raid1 of three, two missing", [ds(vol(), 1, 3)], CLUSTER, False, Role.REFUSED,
      Reason.RAID_BELOW_POLICY, False),
     ("unreadable", [ds(None, problem=VolumeProblem.UNREADABLE)], CLUSTER, None,
-     Outcome.REFUSED, Reason.VOLUME_UNREADABLE, False),
-    ("invalid", [ds(None, problem=VolumeProblem.INVALID)], CLUSTER, None, Outcome.REFUSED,
+     Role.REFUSED, Reason.VOLUME_UNREADABLE, False),
+    ("invalid", [ds(None, problem=VolumeProblem.INVALID)], CLUSTER, None, Role.REFUSED,
      Reason.VOLUME_INVALID, False),
     ("missing volume.json", [ds(None, problem=VolumeProblem.MISSING)], CLUSTER, None,
-     Outcome.REFUSED, Reason.VOLUME_MISSING, False),
+     Role.REFUSED, Reason.VOLUME_MISSING, False),
     ("newer format", [ds(None, problem=VolumeProblem.NEWER_FORMAT)], CLUSTER, None,
-     Outcome.REFUSED, Reason.VOLUME_NEWER_FORMAT, False),
-    ("address in use", [ds(vol())], CLUSTER, True, Outcome.REFUSED, Reason.ADDRESS_IN_USE,
+     Role.REFUSED, Reason.VOLUME_NEWER_FORMAT, False),
+    ("address in use", [ds(vol())], CLUSTER, True, Role.REFUSED, Reason.ADDRESS_IN_USE,
      False),
-    ("address not probed yet", [ds(vol())], CLUSTER, None, Outcome.PRIMARY, Reason.OK, False),
-    ("foreign beats address", [ds(vol(cluster=OTHER_CLUSTER))], CLUSTER, True, Outcome.REFUSED,
+    ("address not probed yet", [ds(vol())], CLUSTER, None, Role.PRIMARY, Reason.OK, False),
+    ("foreign beats address", [ds(vol(cluster=OTHER_CLUSTER))], CLUSTER, True, Role.REFUSED,
      Reason.FOREIGN_CLUSTER, False),
 ]
 
@@ -60,23 +61,23 @@ CASES = [
 @pytest.mark.parametrize("name,datasets,known,in_use,outcome,reason,degraded", CASES,
                          ids=[c[0] for c in CASES])
 def test_decision(name: str, datasets: list[DataSetFacts], known: str | None,
-                  in_use: bool | None, outcome: Outcome, reason: Reason, degraded: bool) -> None:
+                  in_use: bool | None, outcome: Role, reason: Reason, degraded: bool) -> None:
     decision = decide(Facts(tuple(datasets), known, in_use), Settings())
-    assert (decision.outcome, decision.reason, decision.degraded) == (outcome, reason, degraded)
+    assert (decision.role, decision.reason, decision.degraded) == (outcome, reason, degraded)
     assert decision.message
 
 
 def test_degraded_refused_when_policy_forbids() -> None:
     decision = decide(Facts((ds(vol(), 1, 2),), CLUSTER, False),
                       Settings(allow_degraded_raid=False))
-    assert (decision.outcome, decision.reason) == (Outcome.REFUSED, Reason.RAID_BELOW_POLICY)
+    assert (decision.role, decision.reason) == (Role.REFUSED, Reason.RAID_BELOW_POLICY)
 
 
-@pytest.mark.parametrize("outcome,target", [(Outcome.PRIMARY, "atlas-primary.target"),
-                                            (Outcome.SECONDARY, "atlas-secondary.target"),
-                                            (Outcome.STANDBY, "atlas-standby.target"),
-                                            (Outcome.REFUSED, "atlas-standby.target")])
-def test_refusal_never_starts_a_business_target(outcome: Outcome, target: str) -> None:
+@pytest.mark.parametrize("outcome,target", [(Role.PRIMARY, "atlas-primary.target"),
+                                            (Role.SECONDARY, "atlas-secondary.target"),
+                                            (Role.STANDBY, "atlas-standby.target"),
+                                            (Role.REFUSED, "atlas-standby.target")])
+def test_refusal_never_starts_a_business_target(outcome: Role, target: str) -> None:
     from atlas_services.detect import Decision
 
     assert Decision(outcome, Reason.OK, "x").target == target

@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 
 from atlas_services import paths, role
-from atlas_services.detect import Outcome, Reason
+from atlas_services.detect import Reason
 from atlas_services.errors import AtlasError
+from atlas_services.roles import Role
 
 
 class RecordingSystem:
@@ -41,7 +42,7 @@ def test_a_failure_while_taking_the_role_ends_in_standby_that_says_why(
     monkeypatch.setattr(paths, "ROLE_FILE", tmp_path / "role.json")
     system = RecordingSystem()
     decision = role.apply(system, data_root=tmp_path / "data")
-    assert (decision.outcome, decision.reason) == (Outcome.REFUSED, Reason.ERROR)
+    assert (decision.role, decision.reason) == (Role.REFUSED, Reason.ERROR)
     assert ("start", "atlas-standby.target") in system.calls
     assert system.calls[-1][0] == "notify"
     written = json.loads((tmp_path / "role.json").read_text())

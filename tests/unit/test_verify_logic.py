@@ -12,6 +12,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from atlas_services import messages
 from atlas_services.errors import Refused
+from atlas_services.roles import Role
 from atlas_services.verify import page, report, textfile
 from atlas_services.verify.account import VerifierAccount
 from atlas_services.verify.environment import ssha512, ssha512_matches
@@ -245,26 +246,26 @@ def _sync(success_ago_s: int | None, drift: list[dict[str, str]] | None = None) 
 
 
 def test_sync_is_not_a_primarys_business() -> None:
-    assert sync_outcome("primary", None, T0, 900).status is Status.OK
+    assert sync_outcome(Role.PRIMARY, None, T0, 900).status is Status.OK
 
 
 def test_secondary_that_never_synced_fails() -> None:
-    assert sync_outcome("secondary", None, T0, 900).status is Status.FAILED
-    assert sync_outcome("secondary", _sync(None), T0, 900).status is Status.FAILED
+    assert sync_outcome(Role.SECONDARY, None, T0, 900).status is Status.FAILED
+    assert sync_outcome(Role.SECONDARY, _sync(None), T0, 900).status is Status.FAILED
 
 
 def test_sync_freshness_degrades_then_fails() -> None:
-    assert sync_outcome("secondary", _sync(60), T0, 900).status is Status.OK
-    assert sync_outcome("secondary", _sync(1000), T0, 900).status is Status.DEGRADED
-    assert sync_outcome("secondary", _sync(5000), T0, 900).status is Status.FAILED
+    assert sync_outcome(Role.SECONDARY, _sync(60), T0, 900).status is Status.OK
+    assert sync_outcome(Role.SECONDARY, _sync(1000), T0, 900).status is Status.DEGRADED
+    assert sync_outcome(Role.SECONDARY, _sync(5000), T0, 900).status is Status.FAILED
 
 
 def test_incompatible_drift_fails_and_compatible_drift_does_not() -> None:
     bad = _sync(60, [{"item": "postgresql", "class": "incompatible", "reason": "15 vs 16"}])
     fine = _sync(60, [{"item": "kernel", "class": "compatible", "reason": "6.1.90 vs 6.1.94"}])
-    outcome = sync_outcome("secondary", bad, T0, 900)
+    outcome = sync_outcome(Role.SECONDARY, bad, T0, 900)
     assert outcome.status is Status.FAILED and "postgresql (15 vs 16)" in outcome.message
-    assert sync_outcome("secondary", fine, T0, 900).status is Status.OK
+    assert sync_outcome(Role.SECONDARY, fine, T0, 900).status is Status.OK
 
 
 def test_sync_state_with_an_unknown_drift_class_is_refused() -> None:

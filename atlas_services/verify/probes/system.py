@@ -19,6 +19,7 @@ from typing import Any, Protocol
 
 from atlas_services import clock, paths, proc
 from atlas_services.errors import AtlasError, Refused
+from atlas_services.roles import Role
 from atlas_services.verify.model import Outcome, Status, parse_time, worst
 from atlas_services.verify.probes import Probe, first_line
 
@@ -239,9 +240,9 @@ class SyncState:
         )
 
 
-def sync_outcome(role: str, state: SyncState | None, now: dt.datetime, stale_after_s: int) -> Outcome:
+def sync_outcome(role: Role, state: SyncState | None, now: dt.datetime, stale_after_s: int) -> Outcome:
     """Freshness and drift of the secondary's copy of the primary (pure)."""
-    if role != "secondary":
+    if role is not Role.SECONDARY:
         return Outcome.ok(f"not a secondary ({role}): nothing to sync from")
     if state is None:
         return Outcome.failed("never synced from the primary")
@@ -274,7 +275,7 @@ def sync_outcome(role: str, state: SyncState | None, now: dt.datetime, stale_aft
 class SyncProbe(Probe):
     """*On a secondary, the last sync is fresh and nothing drifted incompatibly from the primary.*"""
 
-    role: str
+    role: Role
     stale_after_s: int
     state_file: Path = paths.SYNC_STATE
     now: Callable[[], dt.datetime] = field(default=clock.utcnow)
