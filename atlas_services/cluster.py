@@ -86,6 +86,31 @@ def load(directory: Path = CLUSTER_DIR) -> Cluster:
     return cluster
 
 
+class NoCluster(Refused):
+    """No cluster.json where a data set should carry one (no data set mounted there)."""
+
+
+def on_dataset(data_root: Path) -> Cluster:
+    """The cluster as a mounted data set carries it (/.atlas/cluster.json): the one reader
+    of that file, for everything that needs the peer's or its own identity."""
+    path = data_root / paths.DATASET_META / paths.CLUSTER_COPY
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise NoCluster(f"no data set with {paths.CLUSTER_COPY} at {data_root}") from None
+    except (OSError, ValueError) as err:
+        raise Refused(f"{path} is unreadable: {err}") from None
+    return Cluster.from_json(data, str(path))
+
+
+def find_on_dataset(data_root: Path) -> Cluster | None:
+    """The data set's cluster, or None where there is none that can be read."""
+    try:
+        return on_dataset(data_root)
+    except Refused:
+        return None
+
+
 def host_key_files(directory: Path, role: Role) -> list[Path]:
     return [directory / role / f"ssh_host_{kind}_key" for kind in HOST_KEY_TYPES]
 

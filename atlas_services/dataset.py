@@ -27,7 +27,6 @@ from atlas_services.volume import Volume
 SIZE_TOLERANCE = 0.10
 KNOWN_HOSTS = "known_hosts"
 SYNC_KEY_NAME = "sync_ed25519"
-CLUSTER_COPY = "cluster.json"
 
 
 def meta(root: Path) -> Path:
@@ -123,7 +122,7 @@ def _write_meta(root: Path, p: Plan) -> Volume:
                  generation=0, identity=ident,
                  created=datetime.now(UTC).isoformat(timespec="seconds"))
     meta(root).mkdir(mode=0o755)
-    fsutil.write_atomic(meta(root) / CLUSTER_COPY,
+    fsutil.write_atomic(meta(root) / paths.CLUSTER_COPY,
                         (json.dumps(p.cluster.to_json(), indent=2) + "\n").encode())
     secret_dir = secrets(root)
     secret_dir.mkdir(mode=0o700)

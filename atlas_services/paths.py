@@ -67,6 +67,7 @@ VERIFY_TEXTFILE = "atlas_verify.prom"  # in TEXTFILE_DIR
 # The data set: mounted here; its own ATLAS files live under /.atlas on it.
 DATA_ROOT = Path("/srv/atlas")
 DATASET_META = ".atlas"  # relative to the data set's root
+CLUSTER_COPY = "cluster.json"  # in DATASET_META: the cluster's identities (cluster.py reads it)
 VOLUME_FILE = "volume.json"  # in DATASET_META
 SECRETS_DIR = "secrets"  # in DATASET_META, mode 0700
 DATASET_CONFIG = "config"  # in DATASET_META: copies of committed config generations

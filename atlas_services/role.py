@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Protocol
 
 from atlas_services import (
+    cluster,
     dataset,
     detect,
     fsutil,
@@ -249,12 +250,8 @@ def write_role_file(decision: Decision, timings: dict[str, float], domain: str) 
 
 
 def dataset_domain(data_root: Path) -> str:
-    try:
-        data = json.loads((dataset.meta(data_root) / dataset.CLUSTER_COPY).read_text())
-    except (OSError, ValueError):
-        return ""
-    domain = data.get("domain", "") if isinstance(data, dict) else ""
-    return domain if isinstance(domain, str) else ""
+    the_cluster = cluster.find_on_dataset(data_root)
+    return the_cluster.domain if the_cluster else ""
 
 
 def record(decision: Decision) -> None:

@@ -32,7 +32,7 @@ import psycopg2
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 
-from atlas_services import paths, proc, render, servicedata, tls
+from atlas_services import daemons, paths, proc, render, servicedata, tls
 from atlas_services.settings import Settings
 from atlas_services.verify import account, environment
 from atlas_services.verify.cycle import Targets, run_once
@@ -43,8 +43,7 @@ REPO = Path(__file__).resolve().parent.parent
 TEMPLATES = REPO / "overlays/usr/lib/atlas/config-default/templates"
 HOSTNAME = "atlas-test"
 DOMAIN = "atlas.test"
-# postfix first: dovecot puts its LMTP and auth sockets into postfix's queue directory.
-SERVICES = ("postgresql", "postfix", "dovecot", "nginx", "samba")
+SERVICES = tuple(d.name for d in daemons.DAEMONS)  # in start order
 START_TIMEOUT_S = 30.0
 
 
@@ -601,10 +600,8 @@ def certificate_expired(stack: ServiceStack) -> Iterator[None]:
 
 
 def _service_faults() -> list[Fault]:
-    probe_of = {"nginx": "web", "postfix": "mail", "dovecot": "mail", "postgresql": "database",
-                "samba": "files"}
     faults = []
-    for service, probe in probe_of.items():
+    for service, probe in ((d.name, d.probe) for d in daemons.DAEMONS):
         faults.append(Fault(f"{service}-stopped", probe, functools.partial(stopped, service=service)))
         faults.append(Fault(f"{service}-hung", probe, functools.partial(hung, service=service)))
     return faults

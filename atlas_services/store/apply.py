@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any, Protocol
 
-from atlas_services import fsutil, osinfo, paths, proc
+from atlas_services import daemons, fsutil, osinfo, paths, proc
 from atlas_services.errors import AtlasError, Refused
 from atlas_services.render import TEMPLATE_SUFFIX, render_tree, standard_context
 from atlas_services.roles import NoRole, Role, read_role
@@ -157,13 +157,15 @@ class Service:
         return path.as_posix().startswith(self.prefix)
 
 
-SERVICES: tuple[Service, ...] = (
-    Service("nginx", "etc/nginx/", "nginx.service", check_nginx),
-    Service("postfix", "etc/postfix/", "postfix.service", check_postfix),
-    Service("dovecot", "etc/dovecot/", "dovecot.service", check_dovecot),
-    Service("postgresql", "etc/postgresql/", "postgresql.service", check_postgresql),
-    Service("samba", "etc/samba/", "smbd.service", check_samba),
-)
+_CHECKERS: dict[str, Callable[[Path, list[PurePosixPath]], None]] = {
+    "nginx": check_nginx, "postfix": check_postfix, "dovecot": check_dovecot,
+    "postgresql": check_postgresql, "samba": check_samba,
+}
+# Table order is the order services are reloaded in: the web server first, as before.
+_ORDER = ("nginx", "postfix", "dovecot", "postgresql", "samba")
+SERVICES: tuple[Service, ...] = tuple(
+    Service(name, daemons.BY_NAME[name].config, daemons.BY_NAME[name].unit, _CHECKERS[name])
+    for name in _ORDER)
 
 
 def services_touched(changed: Iterable[PurePosixPath], services: Sequence[Service]) -> list[Service]:

@@ -9,7 +9,6 @@ the boot (or the data set) that justified it.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -54,9 +53,7 @@ def install_sync_access(data_root: Path = paths.DATA_ROOT, *,
         raise Refused(f"the data set lacks the sync key {public}",
                       "re-provision it from the cluster directory") from None
     if sources is None:
-        cluster_file = dataset.meta(data_root) / dataset.CLUSTER_COPY
-        the_cluster = cluster.Cluster.from_json(json.loads(cluster_file.read_text()), str(cluster_file))
-        sources = [the_cluster.identities[Role.SECONDARY].ip]
+        sources = [cluster.on_dataset(data_root).identities[Role.SECONDARY].ip]
     target_dir.mkdir(mode=0o755, parents=True, exist_ok=True)
     target = target_dir / user
     fsutil.write_atomic(target, authorized_line(public_key, command, sources), 0o644)
@@ -70,10 +67,8 @@ def install_for_role(role: Role, data_root: Path = paths.DATA_ROOT, *,
     peer = role.peer
     if peer is None:
         raise Refused(f"a {role} server lets no peer in")
-    cluster_file = dataset.meta(data_root) / dataset.CLUSTER_COPY
-    the_cluster = cluster.Cluster.from_json(json.loads(cluster_file.read_text()), str(cluster_file))
     return install_sync_access(data_root, target_dir=target_dir,
-                               sources=[the_cluster.identities[peer].ip])
+                               sources=[cluster.on_dataset(data_root).identities[peer].ip])
 
 
 def remove_sync_access(target_dir: Path = paths.AUTHORIZED_KEYS_DIR, user: str = "root") -> None:

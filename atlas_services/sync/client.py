@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from atlas_services import cluster, dataset, paths, proc
-from atlas_services.errors import EXIT_REFUSED
+from atlas_services.errors import EXIT_REFUSED, Refused
 from atlas_services.roles import Role
 from atlas_services.sync.errors import Kind, SyncError
 
@@ -63,15 +63,13 @@ def target_from_dataset(data_root: Path = paths.DATA_ROOT, *, address: str | Non
     """The primary (or, for `atlas failover prepare`, the secondary) as the data set
     describes it (cluster.json, secrets/). `address` overrides where to connect (the host
     key stays pinned to the role's name)."""
-    meta = data_root / paths.DATASET_META
     try:
-        data = json.loads((meta / dataset.CLUSTER_COPY).read_text())
-    except FileNotFoundError:
-        raise SyncError(Kind.SETUP, f"no data set with {dataset.CLUSTER_COPY} at {data_root}",
+        peer = cluster.on_dataset(data_root).identities[role]
+    except cluster.NoCluster as err:
+        raise SyncError(Kind.SETUP, err.what,
                         "the Synchronizer runs on a secondary with its data set mounted") from None
-    except (OSError, ValueError) as err:
-        raise SyncError(Kind.SETUP, f"{meta / dataset.CLUSTER_COPY} is unreadable: {err}") from None
-    peer = cluster.Cluster.from_json(data, str(meta / dataset.CLUSTER_COPY)).identities[role]
+    except Refused as err:
+        raise SyncError(Kind.SETUP, err.what, err.hint) from None
     secrets = dataset.secrets(data_root)
     key, known_hosts = secrets / dataset.SYNC_KEY_NAME, secrets / dataset.KNOWN_HOSTS
     for needed in (key, known_hosts):

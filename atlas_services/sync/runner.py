@@ -24,7 +24,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from atlas_services import clock, fsutil, log, messages, paths
+from atlas_services import clock, cluster, fsutil, log, messages, paths
 from atlas_services.errors import AtlasError
 from atlas_services.roles import Role
 from atlas_services.store import bundle, subvol
@@ -127,7 +127,8 @@ class Session:
                             f"{reply.get('role')!r}, not as the primary: nothing is pulled from it",
                             "check which server holds the primary's data set")
         self.greeting = reply
-        ours = _cluster_id(self.layout.data_root)
+        the_cluster = cluster.find_on_dataset(self.layout.data_root)
+        ours = the_cluster.cluster_id if the_cluster else None
         theirs = reply.get("cluster_id")
         if ours and theirs and ours != theirs:
             raise SyncError(Kind.NOT_PRIMARY, f"the primary belongs to cluster {theirs}, this server "
@@ -363,25 +364,10 @@ def _module_sides(modules: dict[str, listing.ModuleEntry]) -> dict[str, state.Mo
             for name, entry in modules.items()}
 
 
-def _cluster_file(data_root: Path) -> dict[str, Any]:
-    try:
-        data = json.loads((data_root / paths.DATASET_META / "cluster.json").read_text())
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
-def _cluster_id(data_root: Path) -> str | None:
-    value = _cluster_file(data_root).get("cluster_id")
-    return value if isinstance(value, str) else None
-
 
 def _primary_interface(data_root: Path) -> str | None:
-    try:
-        value = _cluster_file(data_root)["roles"]["primary"]["interface"]
-    except (KeyError, TypeError):
-        return None
-    return value if isinstance(value, str) else None
+    the_cluster = cluster.find_on_dataset(data_root)
+    return the_cluster.identities[Role.PRIMARY].interface if the_cluster else None
 
 
 DEFAULT_LAYOUT = Layout()

@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from atlas_services import __version__, log, messages, osinfo, paths, proc
+from atlas_services import __version__, cluster, log, messages, osinfo, paths, proc
 from atlas_services.errors import EXIT_FAILED, EXIT_OK, EXIT_REFUSED, AtlasError, Refused
 from atlas_services.roles import Role, read_role
 from atlas_services.store import bundle
@@ -136,18 +136,12 @@ class ServeLayout:
 
 
 
-def _cluster_id(data_root: Path) -> str | None:
-    try:
-        value = json.loads((data_root / paths.DATASET_META / "cluster.json").read_text()).get("cluster_id")
-    except (OSError, ValueError, AttributeError):
-        return None
-    return value if isinstance(value, str) else None
-
-
 def hello(layout: ServeLayout) -> dict[str, Any]:
     role = read_role(layout.role_file).role
+    the_cluster = cluster.find_on_dataset(layout.data_root)
     reply = {"protocol": PROTOCOL, "atlas_version": __version__, "verbs": list(VERBS),
-             "hostname": osinfo.hostname(), "role": role, "cluster_id": _cluster_id(layout.data_root)}
+             "hostname": osinfo.hostname(), "role": role,
+             "cluster_id": the_cluster.cluster_id if the_cluster else None}
     if role is Role.PRIMARY:
         # What the secondary should try; in the hello, every sync learns it without another
         # round trip, and a secondary that predates updates ignores it.

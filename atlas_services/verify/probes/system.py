@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from atlas_services import clock, paths, proc
+from atlas_services import clock, daemons, paths, proc
 from atlas_services.errors import AtlasError, Refused
 from atlas_services.roles import Role
 from atlas_services.verify.model import Outcome, Status, parse_time, worst
@@ -364,7 +364,7 @@ class ClockProbe(Probe):
 # ---------------------------------------------------------------- systemd units
 
 # A failed unit of a business service fails the probe; any other failed unit degrades it.
-BUSINESS_UNIT_PREFIXES = ("nginx", "postfix", "dovecot", "postgresql", "smbd")
+BUSINESS_UNIT_PREFIXES = tuple(d.unit_prefix for d in daemons.DAEMONS)
 # The verifier's own unit fails whenever a cycle finds a problem: not news to itself.
 IGNORED_UNITS = frozenset({"atlas-verify.service"})
 
