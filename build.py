@@ -246,10 +246,11 @@ def signing_key_path(request: BuildRequest) -> Path:
 def stage_bundle(tree: Path, key_file: Path, epoch: int) -> Path:
     """Sign the image's own atlas_services as a module bundle (the module store's first
     version) and put the matching public key where the image trusts it."""
-    from atlas_services import paths
+    from atlas_services.paths import Layout
     from atlas_services.store import bundle
     key = bundle.load_signing_key(key_file)
-    out_dir = tree / paths.IMAGE_BUNDLES.relative_to("/")
+    layout = Layout.under(tree)
+    out_dir = layout.image_bundles
     payload = BUILD_DIR / "bundle-payload"
     if payload.exists():
         shutil.rmtree(payload)
@@ -258,7 +259,7 @@ def stage_bundle(tree: Path, key_file: Path, epoch: int) -> Path:
     archive, _ = bundle.make_bundle(payload, name=PACKAGE_DIR.name, version=ATLAS_VERSION,
                                     formats=bundle.ATLAS_SERVICES_FORMATS, out_dir=out_dir,
                                     signing_key=key, epoch=epoch)
-    vendor = tree / paths.VENDOR_KEY.relative_to("/")
+    vendor = layout.vendor_key
     vendor.parent.mkdir(parents=True, exist_ok=True)
     vendor.write_text(f"# ATLAS vendor public key\n{bundle.public_key_hex(key)}\n")
     return archive

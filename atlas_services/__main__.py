@@ -6,8 +6,10 @@ import argparse
 import importlib
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from atlas_services import __version__, errors, log
+from atlas_services.paths import Layout
 
 # Each module that owns a verb registers its own subcommand(s). Only the module of the
 # verb being run is imported: the boot-time role service and timers start faster.
@@ -43,7 +45,8 @@ examples:
 
 def _modules_for(argv: Sequence[str]) -> list[str]:
     """The command module the first verb names, or all of them (help, typos)."""
-    verb = next((a for a in argv if not a.startswith("-")), None)
+    words = [a for i, a in enumerate(argv) if i == 0 or argv[i - 1] != "--root"]
+    verb = next((a for a in words if not a.startswith("-")), None)
     if verb in COMMANDS and not {"-h", "--help"} & set(argv[: argv.index(verb)]):
         return [COMMANDS[verb]]
     return list(dict.fromkeys(COMMANDS.values()))
@@ -58,6 +61,9 @@ def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"atlas {__version__}")
     parser.add_argument("--debug", action="store_true", help="show commands run and tracebacks")
+    # Where the box's tree is: "/" on the box; tests and benchmarks run ATLAS on a tree of
+    # their own below a directory (paths.Layout.under).
+    parser.add_argument("--root", type=Path, default=Path("/"), help=argparse.SUPPRESS)
     commands = parser.add_subparsers(title="commands", metavar="COMMAND", required=True)
     for name in _modules_for(argv):
         importlib.import_module(name).register(commands)
@@ -67,6 +73,7 @@ def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
 def main(argv: Sequence[str]) -> int:
     args = build_parser(argv).parse_args(argv)
     log.setup("atlas", debug=args.debug)
+    args.layout = Layout(args.root)
     result: int = args.func(args)
     return result
 

@@ -22,10 +22,10 @@ from typing import Any
 
 from atlas_services import fsutil, paths, proc
 from atlas_services.errors import Refused
+from atlas_services.paths import Layout
 from atlas_services.roles import DATASET_ROLES, Role
 from atlas_services.volume import Identity, VolumeError
 
-CLUSTER_DIR = paths.CONFIG_DIR / "cluster"
 CLUSTER_FILE = "cluster.json"
 HOST_KEY_TYPES = ("ed25519", "rsa")
 SYNC_KEY = "sync/id_ed25519"
@@ -71,7 +71,7 @@ class Cluster:
                 "roles": {role: ident.to_json() for role, ident in self.identities.items()}}
 
 
-def load(directory: Path = CLUSTER_DIR) -> Cluster:
+def load(directory: Path) -> Cluster:
     path = directory / CLUSTER_FILE
     try:
         data = json.loads(path.read_text())
@@ -160,14 +160,15 @@ def init_command(args: argparse.Namespace) -> int:
     cluster = Cluster.from_json({
         "cluster_id": str(uuid.uuid4()), "domain": args.domain,
         "roles": {role: _identity(args, role) for role in DATASET_ROLES}}, "cluster")
-    create(cluster, args.dir, args.force)
-    print(f"cluster {cluster.cluster_id} created in {args.dir}")
+    directory = args.dir or args.layout.cluster_dir
+    create(cluster, directory, args.force)
+    print(f"cluster {cluster.cluster_id} created in {directory}")
     print("next: provision each server's disks with 'atlas disks init --role primary|secondary DEV...'")
     return 0
 
 
 def show_command(args: argparse.Namespace) -> int:
-    cluster = load(args.dir)
+    cluster = load(args.dir or args.layout.cluster_dir)
     if args.json:
         print(json.dumps(cluster.to_json(), indent=2))
         return 0
@@ -197,11 +198,11 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     init.add_argument("--interface", required=True, metavar="NAME",
                       help="the business network interface on both servers (e.g. eno1)")
     init.add_argument("--domain", default="", help="mail and web domain")
-    init.add_argument("--dir", type=Path, default=CLUSTER_DIR,
-                      help=f"where to keep the cluster (default {CLUSTER_DIR})")
+    init.add_argument("--dir", type=Path, default=None,
+                      help=f"where to keep the cluster (default {Layout().cluster_dir})")
     init.add_argument("--force", action="store_true", help="replace an existing cluster")
     init.set_defaults(func=init_command)
     show = verbs.add_parser("show", help="show the cluster's identities")
-    show.add_argument("--dir", type=Path, default=CLUSTER_DIR)
+    show.add_argument("--dir", type=Path, default=None)
     show.add_argument("--json", action="store_true", help="print machine-readable JSON")
     show.set_defaults(func=show_command)

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from atlas_services import blockdev, cluster, fsutil, paths, proc, volume
 from atlas_services.errors import Refused
+from atlas_services.paths import Layout
 from atlas_services.roles import DATASET_ROLES, Role
 from atlas_services.volume import Volume
 
@@ -39,7 +40,7 @@ def secrets(root: Path) -> Path:
 
 @contextlib.contextmanager
 def mounted(devices: Sequence[Path], *, readonly: bool, degraded: bool = False,
-            where: Path | None = None) -> Iterator[Path]:
+            where: Path | None = None, layout: Layout = Layout()) -> Iterator[Path]:
     """Mount a (possibly multi-device) btrfs data set; unmount when done.
 
     Read-only mounts also skip log replay, so looking at a data set never writes to it.
@@ -50,9 +51,9 @@ def mounted(devices: Sequence[Path], *, readonly: bool, degraded: bool = False,
         options.append("degraded")
     with contextlib.ExitStack() as stack:
         if where is None:
-            paths.RUN_DIR.mkdir(parents=True, exist_ok=True)
+            layout.run_dir.mkdir(parents=True, exist_ok=True)
             where = Path(stack.enter_context(
-                tempfile.TemporaryDirectory(prefix="mnt-", dir=paths.RUN_DIR)))
+                tempfile.TemporaryDirectory(prefix="mnt-", dir=layout.run_dir)))
         proc.run(["mount", "-t", "btrfs", "-o", ",".join(options), devices[0], where])
         try:
             yield where
@@ -150,21 +151,21 @@ def known_hosts(the_cluster: cluster.Cluster, cluster_dir: Path) -> str:
     return "\n".join(lines) + "\n"
 
 
-def provision(p: Plan) -> Volume:
+def provision(p: Plan, layout: Layout = Layout()) -> Volume:
     if p.wipe:
         for device in p.devices:
             proc.run(["wipefs", "-a", "-q", device])
     profile = ["-d", "raid1", "-m", "raid1"] if len(p.devices) > 1 else ["-d", "single", "-m", "dup"]
     proc.run(["mkfs.btrfs", "-q", "-f", "-L", volume.LABEL, *profile, *p.devices])
-    with mounted(list(p.devices), readonly=False) as root:
+    with mounted(list(p.devices), readonly=False, layout=layout) as root:
         vol = _write_meta(root, p)
         proc.run(["sync", "-f", root])
     return vol
 
 
 def init_command(args: argparse.Namespace) -> int:
-    the_plan = plan(args.cluster_dir, args.role, args.devices, args.force)
-    vol = provision(the_plan)
+    the_plan = plan(args.cluster_dir or args.layout.cluster_dir, args.role, args.devices, args.force)
+    vol = provision(the_plan, args.layout)
     kind = "raid1" if len(the_plan.devices) > 1 else "single disk"
     print(f"{args.role} data set {vol.dataset_id} ({kind}) on "
           f"{', '.join(str(d) for d in the_plan.devices)} for {vol.identity.hostname} "
@@ -184,8 +185,8 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
                     f"sizes more than {SIZE_TOLERANCE:.0%} apart and another cluster's data set.",
         epilog="example:\n  atlas disks init --role primary /dev/sdb /dev/sdc")
     init.add_argument("--role", required=True, type=Role, choices=DATASET_ROLES)
-    init.add_argument("--cluster-dir", type=Path, default=cluster.CLUSTER_DIR,
-                      help=f"the cluster made by 'atlas cluster init' (default {cluster.CLUSTER_DIR})")
+    init.add_argument("--cluster-dir", type=Path, default=None,
+                      help=f"the cluster made by 'atlas cluster init' (default {Layout().cluster_dir})")
     init.add_argument("--force", action="store_true", help="erase disks that hold data")
     init.add_argument("devices", nargs="+", type=Path, metavar="DEVICE")
     init.set_defaults(func=init_command)

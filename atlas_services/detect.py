@@ -12,6 +12,7 @@ from typing import Any
 
 from atlas_services import blockdev, dataset, proc, volume
 from atlas_services.errors import Refused
+from atlas_services.paths import Layout
 from atlas_services.roles import Role
 from atlas_services.settings import Settings
 from atlas_services.volume import Volume, VolumeError, VolumeProblem
@@ -162,13 +163,13 @@ def find_datasets(devices: Sequence[Path] | None = None) -> dict[str, list[str]]
     return found
 
 
-def read_dataset(fsid: str, members: list[str]) -> DataSetFacts:
+def read_dataset(fsid: str, members: list[str], layout: Layout = Layout()) -> DataSetFacts:
     expected = _expected_devices(members[0])
     facts = DataSetFacts(fsid=fsid, devices=tuple(members), expected_devices=expected,
                          volume=None)
     try:
         with dataset.mounted([Path(m) for m in members], readonly=True,
-                             degraded=len(members) < expected) as root:
+                             degraded=len(members) < expected, layout=layout) as root:
             return replace(facts, volume=volume.read(root))
     except VolumeError as err:
         return replace(facts, problem=err.problem, problem_text=str(err))
@@ -176,8 +177,9 @@ def read_dataset(fsid: str, members: list[str]) -> DataSetFacts:
         return replace(facts, problem=VolumeProblem.UNREADABLE, problem_text=str(err))
 
 
-def probe_facts(known_cluster: str | None, devices: Sequence[Path] | None = None) -> Facts:
-    datasets = tuple(read_dataset(fsid, members)
+def probe_facts(known_cluster: str | None, devices: Sequence[Path] | None = None,
+                layout: Layout = Layout()) -> Facts:
+    datasets = tuple(read_dataset(fsid, members, layout)
                      for fsid, members in sorted(find_datasets(devices).items()))
     return Facts(datasets=datasets, known_cluster=known_cluster)
 

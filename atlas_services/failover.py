@@ -16,8 +16,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from atlas_services import clock, paths, settings
+from atlas_services import clock, settings
 from atlas_services.errors import EXIT_FAILED, EXIT_OK, AtlasError, Refused
+from atlas_services.paths import Layout
 from atlas_services.roles import Role, read_role
 
 CHECKLIST = """\
@@ -71,7 +72,7 @@ def evaluate(pulled: dict[str, Any], results: dict[str, Any], primary_newest: in
     ]
 
 
-def trial_check(record_file: Path = paths.UPDATE_RECORD) -> Check:
+def trial_check(record_file: Path) -> Check:
     """The secondary runs a version on trial while an update is staged: after a failover it
     would run it as the primary, unpromoted. Promote or roll back first."""
     from atlas_services.update import record
@@ -88,18 +89,17 @@ def trial_check(record_file: Path = paths.UPDATE_RECORD) -> Check:
                  "rollback' first")
 
 
-def prepare(data_root: Path = paths.DATA_ROOT, role_file: Path = paths.ROLE_FILE
-            ) -> tuple[list[Check], str]:
+def prepare(layout: Layout = Layout()) -> tuple[list[Check], str]:
     from atlas_services.store.config import ConfigStore
     from atlas_services.sync import client
     from atlas_services.sync.errors import SyncError
 
-    record = read_role(role_file)
+    record = read_role(layout.role_file)
     if record.role is not Role.PRIMARY:
         what = record.role if isinstance(record.role, Role) else "not in a role"
         raise Refused(f"this server is {what}, not the primary",
                       "run 'atlas failover prepare' on the primary")
-    target = client.target_from_dataset(data_root, role=Role.SECONDARY)
+    target = client.target_from_dataset(layout, role=Role.SECONDARY)
     try:
         with client.Client(target) as peer:
             pulled = peer.call_json("pull")
@@ -108,13 +108,13 @@ def prepare(data_root: Path = paths.DATA_ROOT, role_file: Path = paths.ROLE_FILE
         raise AtlasError(f"the secondary {target.describe()} cannot be asked: {err}",
                          "make sure it is powered on and in its role; a failover now may lose "
                          "the configuration changes it has not pulled") from None
-    store = ConfigStore()
+    store = ConfigStore(layout.config_store)
     primary_newest = store.newest() if store.exists() else None
     # sync-serve wraps the Verifier's latest cycle: {"available": bool, "results": cycle}.
     cycle = served.get("results") if isinstance(served, dict) else None
     checks = evaluate(pulled, cycle if isinstance(cycle, dict) else {}, primary_newest,
-                      settings.load().verify_interval_s, clock.utcnow())
-    checks.append(trial_check())
+                      settings.load(layout).verify_interval_s, clock.utcnow())
+    checks.append(trial_check(layout.update_record))
     text = CHECKLIST.format(primary=record.hostname, other=target.host_key_alias,
                             primary_name=record.hostname, secondary_name=target.host_key_alias,
                             disks=", ".join(record.devices) or "every data-set disk")
@@ -122,7 +122,7 @@ def prepare(data_root: Path = paths.DATA_ROOT, role_file: Path = paths.ROLE_FILE
 
 
 def prepare_command(args: argparse.Namespace) -> int:
-    checks, checklist = prepare()
+    checks, checklist = prepare(args.layout)
     ready = all(c.ok for c in checks)
     if args.json:
         print(json.dumps({"ready": ready, "checks": [asdict(c) for c in checks],

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import socket
-from pathlib import Path
 
-from atlas_services import paths
+from atlas_services.paths import Layout
 
 
 def parse_os_release(text: str) -> dict[str, str]:
@@ -22,7 +21,8 @@ def parse_os_release(text: str) -> dict[str, str]:
     return fields
 
 
-def os_release(path: Path = paths.OS_RELEASE) -> dict[str, str]:
+def os_release(layout: Layout = Layout()) -> dict[str, str]:
+    path = layout.os_release
     try:
         return parse_os_release(path.read_text())
     except OSError:

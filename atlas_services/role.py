@@ -27,7 +27,6 @@ from atlas_services import (
     fsutil,
     log,
     messages,
-    paths,
     proc,
     servicedata,
     settings,
@@ -35,13 +34,11 @@ from atlas_services import (
 )
 from atlas_services.detect import Decision
 from atlas_services.errors import AtlasError
+from atlas_services.paths import Layout
 from atlas_services.roles import Role
 
 logger = logging.getLogger(__name__)
 
-KNOWN_CLUSTER_FILE = paths.STATE_DIR / "cluster-id"
-SSH_HOSTKEY_DIR = paths.RUN_DIR / "ssh"
-NETWORK_FILE = Path("/run/systemd/network/10-atlas-role.network")
 STANDBY_HOSTNAME = "atlas-standby"
 
 EVENT_IDS = {
@@ -109,9 +106,9 @@ class Stopwatch:
             self.steps[name] = round(time.monotonic() - start, 3)
 
 
-def known_cluster() -> str | None:
+def known_cluster(layout: Layout) -> str | None:
     try:
-        return KNOWN_CLUSTER_FILE.read_text().strip() or None
+        return layout.known_cluster_file.read_text().strip() or None
     except FileNotFoundError:
         return None
 
@@ -123,12 +120,12 @@ def resolve_interface(pattern: str, sys_net: Path = Path("/sys/class/net")) -> s
 
 
 def detect_role(*, address_check: bool = True, devices: list[Path] | None = None,
-                watch: Stopwatch | None = None) -> Decision:
+                watch: Stopwatch | None = None, layout: Layout = Layout()) -> Decision:
     """Probe and decide; changes nothing (data sets are only looked at read-only)."""
     watch = watch or Stopwatch()
-    the_settings = settings.load()
+    the_settings = settings.load(layout)
     with watch.step("probe"):
-        facts = detect.probe_facts(known_cluster(), devices)
+        facts = detect.probe_facts(known_cluster(layout), devices, layout)
     decision = detect.decide(facts, the_settings)
     vol = decision.volume
     if address_check and vol and decision.role.has_dataset:
@@ -149,7 +146,7 @@ def network_config(identity: volume.Identity, interface: str) -> str:
     return "\n".join(lines)
 
 
-def install_host_keys(data_root: Path, target: Path = SSH_HOSTKEY_DIR) -> None:
+def install_host_keys(data_root: Path, target: Path) -> None:
     """The role's SSH host keys, from the data set into /run: nothing secret stays on the
     OS disk when the disks leave."""
     target.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -168,17 +165,18 @@ def mount_data_root(decision: Decision, data_root: Path) -> None:
     proc.run(["mount", "-t", "btrfs", "-o", options, decision.dataset.devices[0], data_root])
 
 
-def take_role(decision: Decision, system: System, data_root: Path, watch: Stopwatch) -> Decision:
+def take_role(decision: Decision, system: System, layout: Layout, watch: Stopwatch) -> Decision:
     """Mount, claim the identity, bump the generation; returns the decision as applied."""
     with watch.step("mount"):
+        data_root = layout.data_root
         mount_data_root(decision, data_root)
         vol = volume.read(data_root)
     with watch.step("host_keys"):
-        install_host_keys(data_root)
+        install_host_keys(data_root, layout.host_key_dir)
     with watch.step("sync_access"):
         from atlas_services.sync import access
 
-        access.install_for_role(vol.role, data_root)
+        access.install_for_role(vol.role, layout)
     with watch.step("service_data"):
         domain = dataset_domain(data_root)
         fqdn = f"{vol.identity.hostname}.{domain}" if domain else vol.identity.hostname
@@ -193,14 +191,14 @@ def take_role(decision: Decision, system: System, data_root: Path, watch: Stopwa
             logger.warning("no network interface matches %r: the role's address is not "
                            "configured", vol.identity.interface)
         else:
-            fsutil.write_atomic(NETWORK_FILE, network_config(vol.identity, interface).encode())
+            fsutil.write_atomic(layout.network_file, network_config(vol.identity, interface).encode())
             system.reload_network()
     with watch.step("hostname"):
         system.set_hostname(vol.identity.hostname)
     with watch.step("generation"):
         bumped = vol.bumped()
         volume.write(data_root, bumped)
-        fsutil.write_atomic(KNOWN_CLUSTER_FILE, f"{bumped.cluster_id}\n".encode())
+        fsutil.write_atomic(layout.known_cluster_file, f"{bumped.cluster_id}\n".encode())
     assert decision.dataset is not None
     return replace(decision, dataset=replace(decision.dataset, volume=bumped))
 
@@ -215,7 +213,7 @@ class _NothingRunsYet:
         pass
 
 
-def prepare_configuration(decision: Decision, data_root: Path, watch: Stopwatch,
+def prepare_configuration(decision: Decision, layout: Layout, watch: Stopwatch,
                           system: System) -> None:
     """Adopt the data set's newer configuration (primary) and render it for this role.
 
@@ -225,18 +223,18 @@ def prepare_configuration(decision: Decision, data_root: Path, watch: Stopwatch,
     from atlas_services.store import apply as store_apply
     from atlas_services.store.config import ConfigStore, adopt_newer_from_dataset
 
-    store = ConfigStore()
+    store = ConfigStore(layout.config_store)
     if not store.exists():
         logger.warning("no configuration store on this OS disk: /etc is used as it is")
         return
     try:
         if decision.role is Role.PRIMARY:
             with watch.step("adopt_config"):
-                adopted = adopt_newer_from_dataset(store, data_root)
+                adopted = adopt_newer_from_dataset(store, layout.data_root)
             if adopted is not None:
                 logger.info("adopted configuration generation %d from the data set", adopted)
         with watch.step("apply_config"):
-            result = store_apply.apply(store, manager=_NothingRunsYet())
+            result = store_apply.apply(store, layout=layout, manager=_NothingRunsYet())
         # Rendered unit drop-ins (the Verifier's period) count only after a reload.
         if any(path.startswith("etc/systemd/") for path in result.changed + result.removed):
             system.reload_units()
@@ -244,8 +242,9 @@ def prepare_configuration(decision: Decision, data_root: Path, watch: Stopwatch,
         logger.error("configuration for the %s role not applied: %s", decision.role, err)
 
 
-def write_role_file(decision: Decision, timings: dict[str, float], domain: str) -> None:
-    fsutil.write_atomic(paths.ROLE_FILE, (json.dumps(
+def write_role_file(decision: Decision, timings: dict[str, float], domain: str,
+                    layout: Layout) -> None:
+    fsutil.write_atomic(layout.role_file, (json.dumps(
         {**decision.to_json(), "domain": domain, "timings": timings}, indent=2) + "\n").encode())
 
 
@@ -254,7 +253,7 @@ def dataset_domain(data_root: Path) -> str:
     return the_cluster.domain if the_cluster else ""
 
 
-def record(decision: Decision) -> None:
+def log_decision(decision: Decision) -> None:
     vol = decision.volume
     message_id = messages.ROLE_DEGRADED if decision.degraded else EVENT_IDS[decision.role]
     log.event(message_id, f"ATLAS role: {decision.role} — {decision.message}",
@@ -274,30 +273,30 @@ def _failed(err: Exception, data_root: Path) -> Decision:
     return Decision(Role.REFUSED, detect.Reason.ERROR, f"the role could not be taken: {what}")
 
 
-def apply(system: System, data_root: Path = paths.DATA_ROOT) -> Decision:
+def apply(system: System, layout: Layout = Layout()) -> Decision:
     watch = Stopwatch()
     domain = ""
     try:
-        decision = detect_role(watch=watch)
+        decision = detect_role(watch=watch, layout=layout)
         if decision.role.has_dataset:
-            decision = take_role(decision, system, data_root, watch)
-            domain = dataset_domain(data_root)
+            decision = take_role(decision, system, layout, watch)
+            domain = dataset_domain(layout.data_root)
             # The configuration is rendered from role.json: write it before rendering.
-            write_role_file(decision, watch.steps, domain)
-            prepare_configuration(decision, data_root, watch, system)
+            write_role_file(decision, watch.steps, domain, layout)
+            prepare_configuration(decision, layout, watch, system)
     # Whatever broke, the server must end this boot in a defined state that says why.
     except Exception as err:
-        decision = _failed(err, data_root)
+        decision = _failed(err, layout.data_root)
     if not decision.role.has_dataset:
         from atlas_services.sync import access
 
-        access.remove_sync_access()
+        access.remove_sync_access(layout)
         with watch.step("hostname"):
             system.set_hostname(STANDBY_HOSTNAME)
     with watch.step("start_target"):
         system.start_unit(decision.target)
-    write_role_file(decision, watch.steps, domain)
-    record(decision)
+    write_role_file(decision, watch.steps, domain, layout)
+    log_decision(decision)
     # Printed for the console (the unit sends stdout there too): a refusal must be seen.
     print(f"ATLAS: {decision.role} — {decision.message}", flush=True)
     system.notify(f"{decision.role}: {decision.message}")
@@ -306,7 +305,8 @@ def apply(system: System, data_root: Path = paths.DATA_ROOT) -> Decision:
 
 def detect_command(args: argparse.Namespace) -> int:
     devices = [Path(d) for d in args.device] if args.device else None
-    decision = detect_role(address_check=not args.no_address_check, devices=devices)
+    decision = detect_role(address_check=not args.no_address_check, devices=devices,
+                           layout=args.layout)
     if args.json:
         print(json.dumps(decision.to_json(), indent=2))
     else:
@@ -315,7 +315,7 @@ def detect_command(args: argparse.Namespace) -> int:
 
 
 def apply_command(args: argparse.Namespace) -> int:
-    apply(DBusSystem())
+    apply(DBusSystem(), args.layout)
     return 0
 
 

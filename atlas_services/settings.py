@@ -8,11 +8,10 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, fields
-from pathlib import Path
 from typing import Any
 
-from atlas_services import paths
 from atlas_services.errors import Refused
+from atlas_services.paths import Layout
 
 
 @dataclass(frozen=True)
@@ -54,8 +53,9 @@ class Settings:
         return asdict(self)
 
 
-def load(path: Path = paths.SETTINGS_FILE) -> Settings:
+def load(layout: Layout = Layout()) -> Settings:
     """The settings in force: the rendered file if there is one, else the defaults."""
+    path = layout.settings_file
     try:
         text = path.read_text()
     except FileNotFoundError:

@@ -6,7 +6,8 @@ import argparse
 import json
 from dataclasses import asdict, dataclass
 
-from atlas_services import __version__, osinfo, paths
+from atlas_services import __version__, osinfo
+from atlas_services.paths import Layout
 from atlas_services.roles import NoRole, Role, read_role
 from atlas_services.verify import report as verify_report
 
@@ -36,18 +37,18 @@ class Status:
         return "\n".join(f"{k.ljust(width)}  {v}" for k, v in rows)
 
 
-def _role() -> tuple[Role | NoRole, str]:
-    record = read_role(paths.ROLE_FILE)
+def _role(layout: Layout) -> tuple[Role | NoRole, str]:
+    record = read_role(layout.role_file)
     if record.role is NoRole.UNREADABLE:
-        return NoRole.UNKNOWN, f"{paths.ROLE_FILE} is unreadable"
+        return NoRole.UNKNOWN, f"{layout.role_file} is unreadable"
     if record.role is NoRole.UNKNOWN:
         return NoRole.UNKNOWN, "role detection has not run on this boot"
     return record.role, record.reason
 
 
-def collect() -> Status:
-    release = osinfo.os_release()
-    role, reason = _role()
+def collect(layout: Layout = Layout()) -> Status:
+    release = osinfo.os_release(layout)
+    role, reason = _role(layout)
     return Status(
         hostname=osinfo.hostname(),
         atlas_version=__version__,
@@ -55,25 +56,25 @@ def collect() -> Status:
         image_version=release.get("IMAGE_VERSION", "not an ATLAS image"),
         role=role,
         role_reason=reason,
-        verify=verify_report.summary_line(),
-        update=_update(role),
+        verify=verify_report.summary_line(layout),
+        update=_update(role, layout),
     )
 
 
-def _update(role: str) -> tuple[str, ...]:
+def _update(role: str, layout: Layout) -> tuple[str, ...]:
     from atlas_services import settings
     from atlas_services.errors import AtlasError
     from atlas_services.update import view
 
     try:
-        required = settings.load().promote_green_cycles
+        required = settings.load(layout).promote_green_cycles
     except AtlasError:
         required = settings.Settings().promote_green_cycles
-    return tuple(view.lines(role, required))
+    return tuple(view.lines(role, required, layout))
 
 
 def command(args: argparse.Namespace) -> int:
-    status = collect()
+    status = collect(args.layout)
     print(json.dumps(asdict(status), indent=2) if args.json else status.to_text())
     return 0
 

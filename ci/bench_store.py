@@ -10,14 +10,12 @@ Goals (issue 5): commit of a 10,000-file tree < 1 s; module select / rollback < 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -26,29 +24,8 @@ sys.path.insert(0, str(REPO))
 from atlas_services.store import bundle  # noqa: E402
 from atlas_services.store.config import ConfigStore  # noqa: E402
 from atlas_services.store.modules import ModuleStore  # noqa: E402
-
-TEST_KEY = REPO / "tests/keys/test-signing.key"
-TEST_PUB = REPO / "tests/keys/test-signing.pub"
-
-
-@contextlib.contextmanager
-def loop_btrfs(size: str = "2G") -> Iterator[Path]:
-    with tempfile.TemporaryDirectory(prefix="atlas-bench-") as tmp:
-        image, mnt = Path(tmp) / "disk.img", Path(tmp) / "mnt"
-        mnt.mkdir()
-        subprocess.run(["truncate", "-s", size, image], check=True)
-        device = subprocess.run(["losetup", "--find", "--show", image], check=True,
-                                capture_output=True, text=True).stdout.strip()
-        mounted = False
-        try:
-            subprocess.run(["mkfs.btrfs", "-q", device], check=True, capture_output=True)
-            subprocess.run(["mount", device, mnt], check=True)
-            mounted = True
-            yield mnt
-        finally:
-            if mounted:
-                subprocess.run(["umount", mnt], check=False)
-            subprocess.run(["losetup", "-d", device], check=False)
+from testkit.disks import loop_btrfs  # noqa: E402
+from testkit.trees import TEST_KEY, TEST_PUB, box_root  # noqa: E402
 
 
 def timed(action: Callable[[], object]) -> float:
@@ -71,7 +48,8 @@ def bench_commit(root: Path, runs: int) -> None:
     default = root / "default"
     (default / "templates").mkdir(parents=True)
     (default / "atlas.json").write_text("{}\n")
-    store = ConfigStore(root / "config")
+    box = root / "commit"
+    store = ConfigStore(box_root(box).config_store)
     store.init(default)
     for n in range(10_000):
         directory = store.work / "templates" / f"d{n // 100:03d}"
@@ -86,14 +64,16 @@ def bench_commit(root: Path, runs: int) -> None:
         api.append(timed(lambda n=n: store.commit(f"api {n}")))  # type: ignore[misc]
         (store.work / "templates/d000/f00001.conf").write_text(f"changed {n}\n")
         os.sync()
-        command.append(timed(lambda n=n: cli("config", "--store", str(store.root), "commit",  # type: ignore[misc]
+        command.append(timed(lambda n=n: cli("--root", str(box), "config", "commit",  # type: ignore[misc]
                                              "-m", f"cli {n}")))
     report("config commit, 10,000-file tree (API)", api, "< 1000 ms")
     report("config commit, 10,000-file tree (atlas CLI)", command, "< 1000 ms")
 
 
 def bench_select(root: Path, runs: int) -> None:
-    store = ModuleStore(root / "modules", formats_file=root / "formats.json")
+    box = root / "select"
+    layout = box_root(box)
+    store = ModuleStore(layout.module_store, layout.formats_file)
     key = bundle.load_signing_key(TEST_KEY)
     for version in ("1.0.0", "2.0.0"):
         source = root / f"src-{version}"
@@ -108,8 +88,7 @@ def bench_select(root: Path, runs: int) -> None:
     selects = [timed(lambda n=n: store.select("demo", "2.0.0" if n % 2 == 0 else "1.0.0"))  # type: ignore[misc]
                for n in range(runs * 4)]
     rollbacks = [timed(lambda: store.rollback("demo")) for _ in range(runs * 4)]
-    common = ["module", "--store", str(store.root), "--vendor-key", str(TEST_PUB),
-              "--formats-file", str(store.formats_file)]
+    common = ["--root", str(box), "module"]
     cli_rollbacks = [timed(lambda: cli(*common, "rollback", "demo")) for _ in range(runs)]
     report("module select (API)", selects, "< 100 ms")
     report("module rollback (API)", rollbacks, "< 100 ms")
@@ -120,14 +99,15 @@ def bench_log(root: Path, runs: int) -> None:
     default = root / "default-log"
     (default / "templates").mkdir(parents=True)
     (default / "atlas.json").write_text("{}\n")
-    store = ConfigStore(root / "config-log")
+    box = root / "log"
+    store = ConfigStore(box_root(box).config_store)
     store.init(default)
     for size in (10, 100, 1000):
         while len(store.generations()) < size:
             (store.work / "note.txt").write_text(str(len(store.generations())))
             store.commit("note")
         api = [timed(store.log) for _ in range(runs)]
-        command = [timed(lambda: cli("config", "--store", str(store.root), "log")) for _ in range(runs)]
+        command = [timed(lambda: cli("--root", str(box), "config", "log")) for _ in range(runs)]
         report(f"config log, {size} generations (API)", api, "flat, < 200 ms")
         report(f"config log, {size} generations (atlas CLI)", command, "flat, < 200 ms")
     rollback = []
@@ -145,7 +125,7 @@ def main() -> int:
     if os.geteuid() != 0:
         print("bench_store: needs root (loop devices, mount)", file=sys.stderr)
         return 2
-    with loop_btrfs() as root:
+    with loop_btrfs("atlas-bench", "2G") as root:
         bench_commit(root, args.runs)
         bench_select(root, args.runs)
         bench_log(root, args.runs)

@@ -106,7 +106,7 @@ def bench(up: UpdatePair, runs: int, scratch: Path) -> None:
         if n % 2 == 0:
             promote_cli.append(cli(up, "promote"))
         else:
-            promote_step.append(timed(lambda: primary.promote(layout)))
+            promote_step.append(timed(lambda: primary.promote(layout, secondary=up.secondary)))
         up.pair.sync()
         # rollback on the primary, then the secondary's sync that carries it
         if n % 2 == 0:

@@ -83,7 +83,7 @@ def failing_status(stack: ServiceStack) -> str:
     fault = next(f for f in FAULTS if f.name == "mail-never-delivered")
     with fault.inject(stack):
         c = stack.cycle()
-    verify = report.summary_line(stack.report_paths)
+    verify = report.summary_line(stack.layout)
     status = ServerStatus(hostname=c.host, atlas_version=__version__, image_id="atlas",
                           image_version=__version__, role=c.role, role_reason="", verify=verify)
     return f"$ atlas status\n{status.to_text()}\n\n$ atlas verify status\n{format_cycle(c, 'this server')}"

@@ -33,11 +33,13 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 
 from atlas_services import daemons, paths, proc, render, servicedata, tls
+from atlas_services.paths import Layout
+from atlas_services.roles import Role
 from atlas_services.settings import Settings
 from atlas_services.verify import account, environment
 from atlas_services.verify.cycle import Targets, run_once
 from atlas_services.verify.model import Cycle
-from atlas_services.verify.report import JournalEntry, MailNotifier, Publisher, ReportPaths
+from atlas_services.verify.report import JournalEntry, MailNotifier, Publisher
 
 REPO = Path(__file__).resolve().parent.parent
 TEMPLATES = REPO / "overlays/usr/lib/atlas/config-default/templates"
@@ -109,9 +111,9 @@ PG_BIN = servicedata.PG_BIN
 class DataSet:
     """btrfs raid1 across two loop devices, mounted at `mountpoint`: the box's data set, small."""
 
-    def __init__(self, root: Path, size_mb: int = 256) -> None:
+    def __init__(self, root: Path, mountpoint: Path, size_mb: int = 256) -> None:
         self.root = root
-        self.mountpoint = root / "data"
+        self.mountpoint = mountpoint
         self.size_mb = size_mb
         self.devices: list[str] = []
 
@@ -179,10 +181,9 @@ def _group_alive(pgid: int) -> bool:
 class ServiceStack:
     """nginx, postfix, dovecot, PostgreSQL and samba for one server, on 127.0.0.1."""
 
-    def __init__(self, root: Path, data_root: Path, *, hostname: str = HOSTNAME,
-                 domain: str = DOMAIN, role: str = "primary") -> None:
+    def __init__(self, root: Path, *, hostname: str = HOSTNAME,
+                 domain: str = DOMAIN, role: Role = Role.PRIMARY) -> None:
         self.root = root
-        self.data_root = data_root
         self.hostname = hostname
         self.domain = domain
         self.role = role
@@ -207,9 +208,14 @@ class ServiceStack:
         return self.run_root / "var/run/postgresql"
 
     @property
-    def report_paths(self) -> ReportPaths:
-        # Under run_root, where the rendered nginx.conf serves the status page from.
-        return ReportPaths.under(self.run_root)
+    def layout(self) -> Layout:
+        """This stack's box tree: under run_root, where the rendered nginx.conf serves the
+        status page from; the data set is mounted at its data_root."""
+        return Layout.under(self.run_root)
+
+    @property
+    def data_root(self) -> Path:
+        return self.layout.data_root
 
     def log_tail(self, name: str, chars: int = 3000) -> str:
         log_file = self.logs / f"{name}.log"
@@ -389,9 +395,8 @@ class ServiceStack:
 
     def targets(self, **overrides: Any) -> Targets:
         values: dict[str, Any] = dict(
-            role=self.role, hostname=self.hostname, address="127.0.0.1", data_root=self.data_root,
-            settings=Settings(), ports=self.ports, probe_timeout_s=5.0,
-            sync_state=self.root / "sync-state.json", filesystems=(self.data_root,),
+            role=self.role, hostname=self.hostname, address="127.0.0.1", layout=self.layout,
+            settings=Settings(), ports=self.ports, probe_timeout_s=5.0, filesystems=(self.data_root,),
             units=NoFailedUnits(), clock_synchronized=lambda: True)
         values.update(overrides)
         return Targets(**values)
@@ -401,7 +406,7 @@ class ServiceStack:
         if notify_to:
             notifier = MailNotifier(recipient=notify_to, sender=f"atlas-verify@{self.domain}",
                                     host="127.0.0.1", port=self.ports["smtp"])
-        values: dict[str, Any] = dict(where=self.report_paths, journal=self.journal.append,
+        values: dict[str, Any] = dict(layout=self.layout, journal=self.journal.append,
                                       notifier=notifier)
         values.update(overrides)
         return Publisher(**values)
@@ -457,16 +462,14 @@ def running_stack() -> Iterator[ServiceStack]:
     root = Path(tempfile.mkdtemp(prefix="atlas-services-", dir="/tmp"))
     open_for_services(root)
     had_user = _user_exists(account.UNIX_USER)
-    dataset = DataSet(root)
-    stack: ServiceStack | None = None
+    stack = ServiceStack(root)
+    dataset = DataSet(root, stack.data_root)
     try:
-        data_root = dataset.create()
-        stack = ServiceStack(root, data_root)
+        dataset.create()
         stack.up()
         yield stack
     finally:
-        if stack is not None:
-            stack.stop_all()
+        stack.stop_all()
         dataset.destroy()
         if not os.path.ismount(dataset.mountpoint):
             shutil.rmtree(root, ignore_errors=True)

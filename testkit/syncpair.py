@@ -24,11 +24,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from atlas_services import cluster, dataset, proc
+from atlas_services.paths import Layout
+from atlas_services.roles import Role
 from atlas_services.store import bundle
 from atlas_services.store.config import ConfigStore
 from atlas_services.store.modules import ModuleStore
-from atlas_services.sync import access, runner, secondary, state
+from atlas_services.sync import access, runner, state
 from atlas_services.sync.client import Target, ssh_argv
+from atlas_services.sync.secondary import HookResult, Hooks
 from testkit.disks import loop_btrfs
 
 REPO = Path(__file__).resolve().parent.parent
@@ -48,10 +51,11 @@ class Unavailable(Exception):
 
 def fake_system_root(dest: Path, *, kernel: str | None = None,
                      package_versions: dict[str, str] | None = None) -> Path:
-    """The host's dpkg database, kernel and hardware facts copied below dest, with the given
-    changes: what `sync-serve manifest` reads when told --system-root dest."""
-    dpkg = dest / "var/lib/dpkg"
-    dpkg.mkdir(parents=True)
+    """The host's dpkg database, kernel and hardware facts copied below dest (a server's
+    root), with the given changes: what its environment manifest reads. Again on the same
+    root, it replaces what was there."""
+    dpkg = Layout.under(dest).dpkg_admindir
+    dpkg.mkdir(parents=True, exist_ok=True)
     status = Path("/var/lib/dpkg/status").read_text()
     for name, version in (package_versions or {}).items():
         block_start = status.index(f"\nPackage: {name}\n")
@@ -60,7 +64,7 @@ def fake_system_root(dest: Path, *, kernel: str | None = None,
         status = status[:version_at] + f"\nVersion: {version}" + status[line_end:]
     (dpkg / "status").write_text(status)
     kernel_dir = dest / "proc/sys/kernel"
-    kernel_dir.mkdir(parents=True)
+    kernel_dir.mkdir(parents=True, exist_ok=True)
     release = kernel or Path("/proc/sys/kernel/osrelease").read_text().strip()
     (kernel_dir / "osrelease").write_text(release + "\n")
     (kernel_dir / "version").write_text(Path("/proc/sys/kernel/version").read_text())
@@ -70,20 +74,26 @@ def fake_system_root(dest: Path, *, kernel: str | None = None,
         if not (nic / "device").exists():
             continue
         copy = dest / "sys/class/net" / nic.name
-        (copy / "device").mkdir(parents=True)
+        (copy / "device").mkdir(parents=True, exist_ok=True)
         driver = nic / "device/driver"
-        if driver.is_symlink():
+        if driver.is_symlink() and not (copy / "device/driver").is_symlink():
             (copy / "device/driver").symlink_to(driver.readlink())
         (copy / "address").write_text((nic / "address").read_text())
     for disk in sorted(Path("/sys/block").iterdir()):
         if not (disk / "device").exists():
             continue
         copy = dest / "sys/block" / disk.name
-        (copy / "device").mkdir(parents=True)
-        (copy / "queue").mkdir()
+        (copy / "device").mkdir(parents=True, exist_ok=True)
+        (copy / "queue").mkdir(exist_ok=True)
         (copy / "size").write_text((disk / "size").read_text())
         (copy / "queue/rotational").write_text((disk / "queue/rotational").read_text())
     return dest
+
+
+def serve_command(root: Path) -> str:
+    """`atlas sync-serve` of the server whose tree is below `root`: the forced command."""
+    return (f"/usr/bin/env PYTHONPATH={REPO} /usr/bin/python3 -m atlas_services --root {root} "
+            "sync-serve")
 
 
 # ---------------------------------------------------------------- the private sshd
@@ -188,32 +198,36 @@ def make_bundle(out: Path, version: str, *, name: str = "demo", payload_bytes: i
 
 @dataclass
 class Server:
-    root: Path  # a btrfs of its own (the OS disk's /var/lib/atlas)
-    role: str
+    root: Path  # a btrfs of its own: the server's whole tree (its stores, data set, role.json)
+    role: Role
+
+    @property
+    def layout(self) -> Layout:
+        return Layout.under(self.root)
 
     @property
     def config(self) -> ConfigStore:
-        return ConfigStore(self.root / "config")
+        return ConfigStore(self.layout.config_store)
 
     @property
     def modules(self) -> ModuleStore:
-        return ModuleStore(self.root / "modules", formats_file=self.root / "formats.json")
+        return ModuleStore(self.layout.module_store, self.layout.formats_file)
 
     @property
     def data(self) -> Path:
-        return self.root / "data"
+        return self.layout.data_root
 
     @property
     def role_file(self) -> Path:
-        return self.root / "role.json"
+        return self.layout.role_file
 
     @property
     def results(self) -> Path:
-        return self.root / "verify/results.json"
+        return self.layout.verify_latest
 
     @property
     def update_record(self) -> Path:
-        return self.root / "update/record.json"
+        return self.layout.update_record
 
     def install(self, archive: Path, *, select: bool = False) -> None:
         manifest = self.modules.install(archive, None, TEST_PUB)
@@ -235,39 +249,29 @@ class Pair:
     cluster_dir: Path
     tmp: Path
     applied: list[int] = field(default_factory=list)
-    system_roots: dict[str, Path] = field(default_factory=dict)
 
     @property
     def target(self) -> Target:
         from atlas_services.sync.client import target_from_dataset
 
-        return target_from_dataset(self.secondary.data, address="127.0.0.1", port=self.sshd.port)
+        return target_from_dataset(self.secondary.layout, address="127.0.0.1", port=self.sshd.port)
 
     @property
-    def layout(self) -> runner.Layout:
-        s = self.secondary.root
-        return runner.Layout(config_store=s / "config", module_store=s / "modules",
-                             formats_file=s / "formats.json", state_file=s / "sync/state.json",
-                             lock_file=s / "sync/.lock", staged_dir=s / "sync/staged",
-                             peer_results=s / "verify/peer-results.json", data_root=self.secondary.data,
-                             system_root=self.system_roots.get("secondary", Path("/")))
+    def layout(self) -> Layout:
+        """The secondary's: where a sync reads and writes."""
+        return self.secondary.layout
 
     def serve_command(self, *, wrapper: str = "") -> str:
-        p = self.primary
-        command = (f"/usr/bin/env PYTHONPATH={REPO} /usr/bin/python3 -m atlas_services sync-serve "
-                   f"--config-store {p.root / 'config'} --module-store {p.root / 'modules'} "
-                   f"--data-root {p.data} --role-file {p.role_file} --results {p.results} "
-                   f"--formats-file {p.root / 'formats.json'} --update-record {p.update_record} "
-                   f"--system-root {self.system_roots.get('primary', Path('/'))}")
+        command = serve_command(self.primary.root)
         return wrapper.format(command=command) if wrapper else command
 
     def authorize(self, *, wrapper: str = "", sources: list[str] | None = None) -> Path:
         """The primary's authorized_keys line for the sync key, as role apply writes it."""
-        return access.install_sync_access(self.primary.data, target_dir=self.sshd.authorized_keys_dir,
+        return access.install_sync_access(self.primary.layout, target_dir=self.sshd.authorized_keys_dir,
                                           command=self.serve_command(wrapper=wrapper),
                                           sources=["127.0.0.1"] if sources is None else sources)
 
-    def hooks(self) -> secondary.Hooks:
+    def hooks(self) -> Hooks:
         target_root = self.tmp / "secondary-etc"
 
         def apply_config(store: ConfigStore, generation: int) -> str:
@@ -277,13 +281,13 @@ class Pair:
             context = standard_context(role="secondary", hostname="shop2", data_root="/srv/atlas",
                                        settings={}, domain="shop.test", address="127.0.0.1", prefix=8,
                                        gateway="", dns=[])
-            apply.apply(store, generation, target_root=target_root, context=context)
+            apply.apply(store, generation, layout=Layout.under(target_root), context=context)
             self.applied.append(generation)
             return f"applied generation {generation}"
 
-        def verify_setup() -> secondary.HookResult:
-            return secondary.HookResult(True, True, "ok")
-        return secondary.Hooks(apply_config=apply_config, verify_setup=verify_setup)
+        def verify_setup() -> HookResult:
+            return HookResult(True, True, "ok")
+        return Hooks(apply_config=apply_config, verify_setup=verify_setup)
 
     def sync(self) -> state.SyncState:
         return runner.run(self.target, self.layout, self.hooks())
@@ -298,23 +302,17 @@ class Pair:
 
     def cli(self, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
         """`atlas sync ...` on the secondary, pointed at its stores."""
-        s, lay = self.secondary, self.layout
         return subprocess.run(
-            [sys.executable, "-m", "atlas_services", "sync",
-             "--config-store", str(lay.config_store), "--module-store", str(lay.module_store),
-             "--formats-file", str(lay.formats_file), "--state", str(lay.state_file),
-             "--staged-dir", str(lay.staged_dir), "--peer-results", str(lay.peer_results),
-             "--data-root", str(s.data), "--role-file", str(s.role_file),
-             "--system-root", str(lay.system_root), "--apply-root", str(self.tmp / "secondary-etc"),
+            [sys.executable, "-m", "atlas_services", "--root", str(self.secondary.root), "sync",
              *(() if "--primary" in args else ("--primary", f"127.0.0.1:{self.sshd.port}")), *args],
             capture_output=True, text=True, check=False, cwd=REPO, env={**os.environ, **(env or {})},
             timeout=300)
 
 
-def _provision(root: Path, cluster_dir: Path, role: str) -> None:
+def _provision(root: Path, cluster_dir: Path, role: Role) -> None:
     the_cluster = cluster.load(cluster_dir)
     plan = dataset.Plan(cluster=the_cluster, cluster_dir=cluster_dir, role=role, devices=(), wipe=False)
-    root.mkdir()
+    root.mkdir(parents=True)
     dataset._write_meta(root, plan)
 
 
@@ -346,14 +344,16 @@ def make_pair(tmp_path: Path) -> Iterator[Pair]:
         with loop_btrfs("primary", FS_SIZE) as proot, loop_btrfs("secondary", FS_SIZE) as sroot:
             cluster_dir = _make_cluster(tmp_path / "cluster")
             servers = []
-            for root, role in ((proot, "primary"), (sroot, "secondary")):
+            for root, role in ((proot, Role.PRIMARY), (sroot, Role.SECONDARY)):
                 server = Server(root, role)
                 _provision(server.data, cluster_dir, role)
+                server.role_file.parent.mkdir(parents=True)
                 server.role_file.write_text(json.dumps({"role": role}) + "\n")
+                fake_system_root(root)
                 server.config.init(small_tree(tmp_path / f"default-{role}"))
                 server.install(make_bundle(tmp_path / role, "1.0"), select=True)
                 servers.append(server)
-            sshd = PrivateSshd(run_dir, cluster.host_key_files(cluster_dir, "primary"))
+            sshd = PrivateSshd(run_dir, cluster.host_key_files(cluster_dir, Role.PRIMARY))
             the_pair = Pair(servers[0], servers[1], sshd, cluster_dir, tmp_path)
             the_pair.authorize()
             sshd.start()

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
+
+from atlas_services.paths import Layout
 
 REPO = Path(__file__).resolve().parent.parent
 KEYS = REPO / "tests/keys"
@@ -31,6 +34,16 @@ def fingerprint(root: Path) -> str:
             elif path.is_file():
                 digest.update(path.read_bytes())
     return digest.hexdigest()
+
+
+def box_root(root: Path) -> Layout:
+    """`root` laid out as a box's tree, for ATLAS run below it (`atlas --root ROOT`): its
+    state directory made, and the test signing key where the image keeps the vendor key."""
+    layout = Layout.under(root)
+    layout.state_dir.mkdir(parents=True, exist_ok=True)
+    layout.vendor_key.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy(TEST_PUB, layout.vendor_key)
+    return layout
 
 
 def atlas(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:

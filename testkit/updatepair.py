@@ -19,16 +19,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from atlas_services import cluster
+from atlas_services.paths import Layout
 from atlas_services.roles import Role
 from atlas_services.store import bundle
 from atlas_services.sync import access
-from atlas_services.update import primary, trial, view
+from atlas_services.update import view
 from atlas_services.verify import report
 from atlas_services.verify.cycle import modules_in_use
 from atlas_services.verify.model import Cycle
 from atlas_services.verify.probes.system import SpaceProbe, SyncProbe
 from atlas_services.verify.runner import run_cycle
-from testkit.syncpair import REPO, TEST_KEY, TEST_PUB, Pair, PrivateSshd, make_pair
+from testkit.syncpair import REPO, TEST_KEY, TEST_PUB, Pair, PrivateSshd, make_pair, serve_command
 
 
 def make_bundle(out: Path, version: str, *, name: str = "demo",
@@ -47,44 +48,39 @@ def make_bundle(out: Path, version: str, *, name: str = "demo",
 class UpdatePair:
     pair: Pair
     door: PrivateSshd  # the secondary's sshd
-    settings_file: Path
 
     def __post_init__(self) -> None:
+        for layout in (self.primary_layout, self.secondary_layout):
+            layout.vendor_key.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(TEST_PUB, layout.vendor_key)
         self.set_settings(promote_green_cycles=3)
 
     def set_settings(self, **values: object) -> None:
-        self.settings_file.write_text(json.dumps(values) + "\n")
+        """The same settings on both servers (atlas.json, as `atlas config apply` renders it)."""
+        for layout in (self.primary_layout, self.secondary_layout):
+            layout.settings_file.parent.mkdir(parents=True, exist_ok=True)
+            layout.settings_file.write_text(json.dumps(values) + "\n")
 
     @property
-    def primary_layout(self) -> primary.UpdateLayout:
-        p = self.pair.primary
-        return primary.UpdateLayout(
-            module_store=p.root / "modules", formats_file=p.root / "formats.json",
-            record_file=p.update_record, role_file=p.role_file, data_root=p.data,
-            vendor_key=TEST_PUB, settings_file=self.settings_file,
-            secondary=f"127.0.0.1:{self.door.port}")
+    def primary_layout(self) -> Layout:
+        return self.pair.primary.layout
 
     @property
-    def trial_layout(self) -> trial.TrialLayout:
-        s = self.pair.secondary.root
-        return trial.TrialLayout(module_store=s / "modules", formats_file=s / "formats.json",
-                                 staged_dir=s / "sync/staged", history=s / "verify/history.jsonl")
+    def secondary_layout(self) -> Layout:
+        return self.pair.secondary.layout
 
     @property
-    def secondary_layout(self) -> primary.UpdateLayout:
-        s = self.pair.secondary
-        return primary.UpdateLayout(
-            module_store=s.root / "modules", formats_file=s.root / "formats.json",
-            record_file=s.update_record, role_file=s.role_file, data_root=s.data,
-            vendor_key=TEST_PUB, settings_file=self.settings_file, trial=self.trial_layout)
+    def trial_layout(self) -> Layout:
+        """Where the secondary keeps its trials (its own layout)."""
+        return self.pair.secondary.layout
+
+    @property
+    def secondary(self) -> str:
+        """Where the primary reaches the secondary's door (ADDRESS:PORT)."""
+        return f"127.0.0.1:{self.door.port}"
 
     def door_command(self) -> str:
-        s, t = self.pair.secondary, self.trial_layout
-        return (f"/usr/bin/env PYTHONPATH={REPO} /usr/bin/python3 -m atlas_services sync-serve "
-                f"--config-store {s.root / 'config'} --module-store {t.module_store} "
-                f"--formats-file {t.formats_file} --staged-dir {t.staged_dir} --history {t.history} "
-                f"--data-root {s.data} --role-file {s.role_file} --results {s.results} "
-                f"--update-record {s.update_record}")
+        return serve_command(self.pair.secondary.root)
 
     # ------------------------------------------------------------ the secondary's Verifier
 
@@ -93,16 +89,13 @@ class UpdatePair:
         green when its store has room and its sync is fresh and without incompatible drift;
         red when told (a file system that is not there)."""
         s = self.pair.secondary.root
+        layout = self.secondary_layout
         space = SpaceProbe([s if green else s / "unmounted"], 5)
-        sync = SyncProbe(Role.SECONDARY, 900, self.pair.layout.state_file)
-        result = run_cycle([space, sync], role="secondary", host="shop2",
-                           modules=modules_in_use(self.trial_layout.module_store))
-        where = report.ReportPaths(verify_dir=s / "verify", textfile_dir=self.pair.tmp / "textfile",
-                                   peer_results=self.pair.layout.peer_results,
-                                   page_dir=self.pair.tmp / "www")
-        layout = self.trial_layout
-        report.Publisher(where=where, journal=lambda entry: None,
-                         update_lines=lambda role: view.lines(role, 3, trial_layout=layout)).publish(result)
+        sync = SyncProbe(Role.SECONDARY, 900, layout.sync_state)
+        result = run_cycle([space, sync], role=Role.SECONDARY, host="shop2",
+                           modules=modules_in_use(layout))
+        report.Publisher(layout=layout, journal=lambda entry: None,
+                         update_lines=lambda role: view.lines(role, 3, layout)).publish(result)
         return result
 
     # ------------------------------------------------------------ the command line
@@ -110,14 +103,9 @@ class UpdatePair:
     def cli(self, *args: str, on: str = "primary") -> subprocess.CompletedProcess[str]:
         """`atlas update ...` on the primary (or the secondary), pointed at its stores."""
         layout = self.primary_layout if on == "primary" else self.secondary_layout
-        argv = [sys.executable, "-m", "atlas_services", "update",
-                "--module-store", str(layout.module_store), "--formats-file", str(layout.formats_file),
-                "--record", str(layout.record_file), "--role-file", str(layout.role_file),
-                "--data-root", str(layout.data_root), "--vendor-key", str(layout.vendor_key),
-                "--settings", str(layout.settings_file), "--staged-dir", str(layout.trial.staged_dir),
-                "--history", str(layout.trial.history)]
+        argv = [sys.executable, "-m", "atlas_services", "--root", str(layout.root), "update"]
         if on == "primary":
-            argv += ["--secondary", f"127.0.0.1:{self.door.port}"]
+            argv += ["--secondary", self.secondary]
         return subprocess.run([*argv, *args], capture_output=True, text=True, check=False, cwd=REPO,
                               env=dict(os.environ), timeout=120)
 
@@ -128,8 +116,8 @@ def make_update_pair(tmp_path: Path) -> Iterator[UpdatePair]:
     try:
         with make_pair(tmp_path) as the_pair:
             door = PrivateSshd(run_dir, cluster.host_key_files(the_pair.cluster_dir, Role.SECONDARY))
-            up = UpdatePair(the_pair, door, tmp_path / "atlas.json")
-            access.install_sync_access(the_pair.secondary.data, target_dir=door.authorized_keys_dir,
+            up = UpdatePair(the_pair, door)
+            access.install_sync_access(the_pair.secondary.layout, target_dir=door.authorized_keys_dir,
                                        command=up.door_command(), sources=["127.0.0.1"])
             door.start()
             try:

@@ -27,8 +27,9 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any, Protocol
 
-from atlas_services import daemons, fsutil, osinfo, paths, proc
+from atlas_services import daemons, fsutil, osinfo, proc
 from atlas_services.errors import AtlasError, Refused
+from atlas_services.paths import Layout
 from atlas_services.render import TEMPLATE_SUFFIX, render_tree, standard_context
 from atlas_services.roles import NoRole, Role, read_role
 from atlas_services.settings import Settings
@@ -37,8 +38,8 @@ from atlas_services.store.config import SETTINGS_NAME, TEMPLATES_NAME, ConfigSto
 log = logging.getLogger(__name__)
 
 # Where apply records what it installed (relative to the target root).
-APPLIED_FILE = PurePosixPath(paths.CONFIG_DIR.relative_to("/").as_posix()) / "applied.json"
-SETTINGS_TARGET = PurePosixPath(paths.SETTINGS_FILE.relative_to("/").as_posix())
+APPLIED_FILE = PurePosixPath(Layout().config_dir.relative_to("/").as_posix()) / "applied.json"
+SETTINGS_TARGET = PurePosixPath(Layout().settings_file.relative_to("/").as_posix())
 Files = dict[PurePosixPath, bytes]
 
 
@@ -219,13 +220,12 @@ def _identity(role: dict[str, Any]) -> dict[str, Any]:
     return role
 
 
-def role_context(settings: Settings, *, role_file: Path = paths.ROLE_FILE,
-                 data_root: Path = paths.DATA_ROOT) -> dict[str, Any]:
+def role_context(settings: Settings, layout: Layout = Layout()) -> dict[str, Any]:
     """The template context for this server from /run/atlas/role.json (role and identity);
     without a decided role it renders for standby."""
-    record = read_role(role_file)
+    record = read_role(layout.role_file)
     if record.role is NoRole.UNREADABLE and not record.data:
-        raise AtlasError(f"{role_file} is unreadable", "it is rewritten by 'atlas role apply'")
+        raise AtlasError(f"{layout.role_file} is unreadable", "it is rewritten by 'atlas role apply'")
     identity = _identity(dict(record.data))
     role = record.role if record.role.has_dataset else Role.STANDBY
     address = str(identity.get("address") or "127.0.0.1")
@@ -235,7 +235,7 @@ def role_context(settings: Settings, *, role_file: Path = paths.ROLE_FILE,
         prefix = int(bits) if bits.isdigit() else prefix
     return standard_context(
         role=role, hostname=str(identity.get("hostname") or osinfo.hostname()),
-        data_root=str(data_root), settings=settings.to_json(),
+        data_root=str(layout.data_root), settings=settings.to_json(),
         domain=str(identity.get("domain") or ""), address=address,
         prefix=int(prefix) if isinstance(prefix, int) else 32,
         gateway=str(identity.get("gateway") or ""),
@@ -368,10 +368,10 @@ def _install(target_root: Path, files: Files, modes: dict[PurePosixPath, int],
             fsutil.fsync_dir(directory)
 
 
-def apply(store: ConfigStore, gen: int | None = None, *, target_root: Path = Path("/"),
+def apply(store: ConfigStore, gen: int | None = None, *, layout: Layout = Layout(),
           context: Mapping[str, Any] | None = None, services: Sequence[Service] = SERVICES,
           manager: ServiceManager | None = None, check_only: bool = False) -> ApplyResult:
-    """Apply generation `gen` (default: the newest) under target_root ("/" on the box).
+    """Apply generation `gen` (default: the newest) under the layout's root ("/" on the box).
 
     `context` is the template context (default: from role.json); `manager` reloads units
     (default: systemd over D-Bus when systemd runs, else none).
@@ -386,7 +386,8 @@ def apply(store: ConfigStore, gen: int | None = None, *, target_root: Path = Pat
         settings_file = generation / SETTINGS_NAME
         settings = (Settings.from_json(json.loads(settings_file.read_text()), SETTINGS_NAME)
                     if settings_file.is_file() else Settings())
-        context = role_context(settings)
+        context = role_context(settings, layout)
+    target_root = layout.root
     on_box = target_root.resolve() == Path("/")
     files = _render(generation, context, "" if on_box else str(target_root))
     modes = _modes(generation, files)

@@ -8,8 +8,8 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from atlas_services import paths
 from atlas_services.errors import EXIT_FAILED, EXIT_OK, AtlasError, Refused
+from atlas_services.paths import Layout
 from atlas_services.roles import Role, read_role
 from atlas_services.store import config as config_mod
 from atlas_services.store import modules as modules_mod
@@ -52,7 +52,7 @@ def _print_json(data: Any) -> None:
 
 
 def _store(args: argparse.Namespace) -> config_mod.ConfigStore:
-    return config_mod.ConfigStore(args.store)
+    return config_mod.ConfigStore(args.layout.config_store)
 
 
 def _not_btrfs_skip(args: argparse.Namespace, path: Path, what: str) -> bool:
@@ -66,27 +66,28 @@ def _not_btrfs_skip(args: argparse.Namespace, path: Path, what: str) -> bool:
 
 
 def config_init(args: argparse.Namespace) -> int:
-    if _not_btrfs_skip(args, args.store.parent, "configuration store"):
+    store = _store(args)
+    if _not_btrfs_skip(args, store.root.parent, "configuration store"):
         return 0
-    gen = _store(args).init(args.default_tree)
+    gen = store.init(args.default_tree or args.layout.default_config_tree)
     if gen is None:
-        print(f"configuration store at {args.store} already exists")
+        print(f"configuration store at {store.root} already exists")
     else:
-        print(f"configuration store created at {args.store}: generation {gen.number}")
+        print(f"configuration store created at {store.root}: generation {gen.number}")
     return 0
 
 
-def _dataset_mounted_as_primary(role_file: Path, data_root: Path) -> bool:
-    return read_role(role_file).role is Role.PRIMARY and (data_root / paths.DATASET_META).is_dir()
+def _dataset_mounted_as_primary(layout: Layout) -> bool:
+    return read_role(layout.role_file).role is Role.PRIMARY and layout.dataset_meta.is_dir()
 
 
-def _copy_to_dataset(store: config_mod.ConfigStore) -> int:
+def _copy_to_dataset(store: config_mod.ConfigStore, layout: Layout) -> int:
     """On the primary, put the new generation(s) on the data set too. The commit stands
     either way; a failed copy is reported (exit 1) and made by the next commit."""
-    if not _dataset_mounted_as_primary(paths.ROLE_FILE, paths.DATA_ROOT):
+    if not _dataset_mounted_as_primary(layout):
         return EXIT_OK
     try:
-        config_mod.copy_missing_to_dataset(store, paths.DATA_ROOT)
+        config_mod.copy_missing_to_dataset(store, layout.data_root)
     except (AtlasError, OSError) as err:
         log.error("committed, but copying to the data set failed: %s — the next commit retries it", err)
         return EXIT_FAILED
@@ -100,7 +101,7 @@ def config_commit(args: argparse.Namespace) -> int:
         _print_json(gen.to_json())
     else:
         print(f"generation {gen.number} committed: {gen.message}")
-    return _copy_to_dataset(store)
+    return _copy_to_dataset(store, args.layout)
 
 
 def config_log(args: argparse.Namespace) -> int:
@@ -164,13 +165,13 @@ def config_rollback(args: argparse.Namespace) -> int:
         print(f"the newest generation already equals generation {args.generation}; nothing to do")
         return 0
     print(f"generation {gen.number} committed: {gen.message}; run 'atlas config apply' to use it")
-    return _copy_to_dataset(store)
+    return _copy_to_dataset(store, args.layout)
 
 
 def config_apply(args: argparse.Namespace) -> int:
     # jinja2 and the checkers load only for apply: every other verb starts faster.
     from atlas_services.store import apply as apply_mod
-    result = apply_mod.apply(_store(args), args.generation, target_root=args.root,
+    result = apply_mod.apply(_store(args), args.generation, layout=args.layout,
                              check_only=args.check)
     if args.json:
         _print_json(result.to_json())
@@ -193,11 +194,11 @@ def _register_config(commands: Subparsers) -> None:
         "config", help="versioned configuration: commit, log, diff, rollback, apply",
         description="The configuration store: every change is a numbered, read-only generation.",
         epilog=CONFIG_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--store", type=Path, default=paths.CONFIG_STORE, help=argparse.SUPPRESS)
     verbs = parser.add_subparsers(title="verbs", metavar="VERB", required=True)
 
     p = verbs.add_parser("init", help="create the store from the image's defaults (idempotent)")
-    p.add_argument("--default-tree", type=Path, default=paths.DEFAULT_CONFIG_TREE, metavar="DIR")
+    p.add_argument("--default-tree", type=Path, default=None, metavar="DIR",
+                   help=f"default: {Layout().default_config_tree}")
     p.add_argument("--skip-if-not-btrfs", action="store_true",
                    help="exit 0 with a warning when the store's place is not on btrfs")
     p.set_defaults(func=config_init)
@@ -232,7 +233,6 @@ def _register_config(commands: Subparsers) -> None:
     p = verbs.add_parser("apply", help="render, validate and install a generation, reload what changed")
     p.add_argument("--generation", type=int, default=None, metavar="GEN", help="default: the newest")
     p.add_argument("--check", action="store_true", help="render and validate only; change nothing")
-    p.add_argument("--root", type=Path, default=Path("/"), help=argparse.SUPPRESS)
     p.add_argument("--json", action="store_true", help="print machine-readable JSON")
     p.set_defaults(func=config_apply)
 
@@ -241,11 +241,11 @@ def _register_config(commands: Subparsers) -> None:
 
 
 def _modules(args: argparse.Namespace) -> modules_mod.ModuleStore:
-    return modules_mod.ModuleStore(args.store, args.formats_file)
+    return modules_mod.ModuleStore(args.layout.module_store, args.layout.formats_file)
 
 
 def module_install(args: argparse.Namespace) -> int:
-    manifest = _modules(args).install(args.bundle, args.signature, args.vendor_key)
+    manifest = _modules(args).install(args.bundle, args.signature, args.layout.vendor_key)
     print(f"installed {manifest.name} {manifest.version}")
     if args.select:
         _modules(args).select(manifest.name, manifest.version)
@@ -285,9 +285,9 @@ def module_remove(args: argparse.Namespace) -> int:
 
 
 def module_seed(args: argparse.Namespace) -> int:
-    if _not_btrfs_skip(args, args.store.parent, "module store"):
+    if _not_btrfs_skip(args, args.layout.module_store.parent, "module store"):
         return 0
-    installed = _modules(args).seed(args.bundles, args.vendor_key)
+    installed = _modules(args).seed(args.bundles or args.layout.image_bundles, args.layout.vendor_key)
     print(f"installed {', '.join(installed)}" if installed else "module store already seeded")
     return 0
 
@@ -297,9 +297,6 @@ def _register_module(commands: Subparsers) -> None:
         "module", help="installed module versions: install, list, select, rollback, remove",
         description="The module store: signed module versions side by side, one selected.",
         epilog=MODULE_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--store", type=Path, default=paths.MODULE_STORE, help=argparse.SUPPRESS)
-    parser.add_argument("--vendor-key", type=Path, default=paths.VENDOR_KEY, help=argparse.SUPPRESS)
-    parser.add_argument("--formats-file", type=Path, default=paths.FORMATS_FILE, help=argparse.SUPPRESS)
     verbs = parser.add_subparsers(title="verbs", metavar="VERB", required=True)
 
     p = verbs.add_parser("install", help="check a signed bundle and install it beside the others")
@@ -328,7 +325,8 @@ def _register_module(commands: Subparsers) -> None:
     p.set_defaults(func=module_remove)
 
     p = verbs.add_parser("seed", help="install the image's own bundles (first boot; idempotent)")
-    p.add_argument("--bundles", type=Path, default=paths.IMAGE_BUNDLES, metavar="DIR")
+    p.add_argument("--bundles", type=Path, default=None, metavar="DIR",
+                   help=f"default: {Layout().image_bundles}")
     p.add_argument("--skip-if-not-btrfs", action="store_true",
                    help="exit 0 with a warning when the store's place is not on btrfs")
     p.set_defaults(func=module_seed)

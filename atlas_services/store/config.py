@@ -99,7 +99,7 @@ def check_settings(root: Path) -> None:
 
 
 class ConfigStore:
-    def __init__(self, root: Path = paths.CONFIG_STORE) -> None:
+    def __init__(self, root: Path) -> None:
         self.root = root
         self.work = root / "work"
         self.generations_dir = root / "generations"
@@ -170,7 +170,7 @@ class ConfigStore:
         subvol.remove_staging(self.generations_dir, _NUMBER)
         subvol.remove_staging(self.root)
 
-    def init(self, default_tree: Path = paths.DEFAULT_CONFIG_TREE) -> Generation | None:
+    def init(self, default_tree: Path) -> Generation | None:
         """Create the store from the image's default tree. Idempotent: an existing store is
         left as it is (a missing working tree is recreated from the newest generation)."""
         if not default_tree.is_dir():

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from atlas_services import fsutil, paths
+from atlas_services import fsutil
 from atlas_services.errors import AtlasError, Refused
 from atlas_services.store import bundle, subvol
 from atlas_services.store.config import crashpoint
@@ -65,7 +65,7 @@ def read_formats_file(path: Path) -> dict[str, int]:
     return dict(data)
 
 
-def record_format(kind: str, version: int, path: Path = paths.FORMATS_FILE) -> None:
+def record_format(kind: str, version: int, path: Path) -> None:
     """Record that state/config of `kind` is now written in format `version`."""
     formats = read_formats_file(path)
     formats[kind] = version
@@ -96,7 +96,7 @@ def loaded_from(store_root: Path, file: Path) -> tuple[str, str] | None:
 
 
 class ModuleStore:
-    def __init__(self, root: Path = paths.MODULE_STORE, formats_file: Path = paths.FORMATS_FILE) -> None:
+    def __init__(self, root: Path, formats_file: Path) -> None:
         self.root = root
         self.formats_file = formats_file
         self.lock_file = root / ".lock"
@@ -169,7 +169,7 @@ class ModuleStore:
         subvol.ensure(self.root, "the module store")
 
     def install(self, bundle_file: Path, signature: Path | None,
-                vendor_key: Path = paths.VENDOR_KEY) -> bundle.Manifest:
+                vendor_key: Path) -> bundle.Manifest:
         """Check a bundle completely, extract it into a staging subvolume, verify it, make it
         read-only and rename it into place. Refuses a version already installed."""
         subvol.require_btrfs(self.root, "the module store")
@@ -247,7 +247,7 @@ class ModuleStore:
             subvol.sync(self.root)
         log.info("removed %s %s", module, version)
 
-    def seed(self, bundles_dir: Path = paths.IMAGE_BUNDLES, vendor_key: Path = paths.VENDOR_KEY) -> list[str]:
+    def seed(self, bundles_dir: Path, vendor_key: Path) -> list[str]:
         """First boot: install the image's own bundles not yet installed, and select each
         module that has no selection. Idempotent. Returns what it installed."""
         installed: list[str] = []

@@ -12,11 +12,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from atlas_services import cluster, dataset, fsutil, paths
+from atlas_services import cluster, dataset, fsutil
 from atlas_services.errors import Refused
+from atlas_services.paths import Layout
 from atlas_services.roles import Role
 
-SERVE_COMMAND = f"{paths.ATLAS_COMMAND} sync-serve"
 KEY_TYPES = ("ssh-ed25519", "ecdsa-sha2-nistp256", "ssh-rsa")
 
 
@@ -37,14 +37,20 @@ def authorized_line(public_key: str, command: str, sources: Sequence[str]) -> st
     return f"{','.join(options)} {fields[0]} {fields[1]} atlas-sync\n"
 
 
-def install_sync_access(data_root: Path = paths.DATA_ROOT, *,
-                        target_dir: Path = paths.AUTHORIZED_KEYS_DIR, user: str = "root",
-                        command: str = SERVE_COMMAND, sources: Sequence[str] | None = None) -> Path:
+def serve_command(layout: Layout) -> str:
+    """The forced command: the box's `atlas sync-serve`."""
+    return f"{layout.atlas_command} sync-serve"
+
+
+def install_sync_access(layout: Layout = Layout(), *, target_dir: Path | None = None,
+                        user: str = "root", command: str | None = None,
+                        sources: Sequence[str] | None = None) -> Path:
     """Let the cluster's sync key (from the data set) in as `user`, for `command` only.
 
     `sources` defaults to the secondary's address from the data set's cluster.json.
     Returns the file written (target_dir/user, mode 0644: it holds a public key only).
     """
+    data_root = layout.data_root
     secrets = dataset.secrets(data_root)
     public = secrets / f"{dataset.SYNC_KEY_NAME}.pub"
     try:
@@ -54,22 +60,23 @@ def install_sync_access(data_root: Path = paths.DATA_ROOT, *,
                       "re-provision it from the cluster directory") from None
     if sources is None:
         sources = [cluster.on_dataset(data_root).identities[Role.SECONDARY].ip]
+    target_dir = target_dir or layout.authorized_keys_dir
     target_dir.mkdir(mode=0o755, parents=True, exist_ok=True)
     target = target_dir / user
-    fsutil.write_atomic(target, authorized_line(public_key, command, sources), 0o644)
+    fsutil.write_atomic(target, authorized_line(public_key, command or serve_command(layout), sources),
+                        0o644)
     return target
 
 
-def install_for_role(role: Role, data_root: Path = paths.DATA_ROOT, *,
-                     target_dir: Path = paths.AUTHORIZED_KEYS_DIR) -> Path:
+def install_for_role(role: Role, layout: Layout = Layout()) -> Path:
     """The primary lets the secondary in (to pull); the secondary lets the primary in (for
     `atlas failover prepare`). sync-serve answers each role's own few verbs only."""
     peer = role.peer
     if peer is None:
         raise Refused(f"a {role} server lets no peer in")
-    return install_sync_access(data_root, target_dir=target_dir,
-                               sources=[cluster.on_dataset(data_root).identities[peer].ip])
+    return install_sync_access(layout,
+                               sources=[cluster.on_dataset(layout.data_root).identities[peer].ip])
 
 
-def remove_sync_access(target_dir: Path = paths.AUTHORIZED_KEYS_DIR, user: str = "root") -> None:
-    (target_dir / user).unlink(missing_ok=True)
+def remove_sync_access(layout: Layout = Layout(), user: str = "root") -> None:
+    (layout.authorized_keys_dir / user).unlink(missing_ok=True)

@@ -14,7 +14,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from atlas_services import clock, paths
+from atlas_services import clock
 from atlas_services.errors import EXIT_FAILED, EXIT_OK, Refused
 from atlas_services.roles import Role, read_role
 from atlas_services.sync import drift, state
@@ -23,8 +23,7 @@ from atlas_services.sync.errors import SyncError
 # The puller's machinery (runner, client, transfer) loads only for `atlas sync`: the
 # primary's forced command, run for every request, stays small and starts fast.
 if TYPE_CHECKING:
-    from atlas_services.store.config import ConfigStore
-    from atlas_services.sync import client, runner, secondary
+    from atlas_services.sync import client, runner
 
     Subparsers = argparse._SubParsersAction[argparse.ArgumentParser]
 
@@ -107,17 +106,6 @@ def format_status(s: state.SyncState, at: datetime) -> str:
 # ---------------------------------------------------------------- atlas sync
 
 
-def _layout(args: argparse.Namespace) -> runner.Layout:
-    from atlas_services.sync import runner
-
-    return runner.Layout(config_store=args.config_store, module_store=args.module_store,
-                         formats_file=args.formats_file, state_file=args.state,
-                         lock_file=args.state.parent / paths.SYNC_LOCK.name, staged_dir=args.staged_dir,
-                         peer_results=args.peer_results, data_root=args.data_root,
-                         system_root=args.system_root)
-
-
-
 def _target(args: argparse.Namespace) -> client.Target:
     address, port = None, 22
     if args.primary:
@@ -129,22 +117,7 @@ def _target(args: argparse.Namespace) -> client.Target:
         port = int(port_text)
     from atlas_services.sync import client
 
-    return client.target_from_dataset(args.data_root, address=address, port=port)
-
-
-def _apply_hook(apply_root: Path | None) -> secondary.Hooks:
-    from atlas_services.sync import secondary
-
-    if apply_root is None:
-        return secondary.Hooks()
-    root: Path = apply_root
-
-    def apply_under(store: ConfigStore, generation: int) -> str:
-        from atlas_services.store import apply
-
-        result = apply.apply(store, generation, target_root=root)
-        return f"applied generation {generation} under {root}: {len(result.changed)} file(s) changed"
-    return secondary.Hooks(apply_config=apply_under)
+    return client.target_from_dataset(args.layout, address=address, port=port)
 
 
 def sync_command(args: argparse.Namespace) -> int:
@@ -152,15 +125,15 @@ def sync_command(args: argparse.Namespace) -> int:
         return status_command(args)
     if not args.now:
         raise Refused("say what to do: 'atlas sync --now' or 'atlas sync status'")
-    role = read_role(args.role_file).role
+    layout = args.layout
+    role = read_role(layout.role_file).role
     if role is not Role.SECONDARY:
         raise Refused(f"this server is {role}, not the secondary: the Synchronizer pulls on the secondary"
                       if isinstance(role, Role) else
-                      f"this server's role is {role} ({args.role_file}): the Synchronizer runs on "
+                      f"this server's role is {role} ({layout.role_file}): the Synchronizer runs on "
                       "the secondary")
     from atlas_services.sync import runner
 
-    layout = _layout(args)
     try:
         target = _target(args)
     except SyncError as err:
@@ -174,7 +147,7 @@ def sync_command(args: argparse.Namespace) -> int:
         else:
             _print_check(report)
         return EXIT_OK
-    result = runner.run(target, layout, _apply_hook(args.apply_root))
+    result = runner.run(target, layout)
     if args.json:
         print(json.dumps(result.to_json(), indent=2))
     else:
@@ -212,11 +185,12 @@ def _still_running(lock_file: Path) -> bool:
 
 
 def status_command(args: argparse.Namespace) -> int:
-    current = state.read(args.state)
+    layout = args.layout
+    current = state.read(layout.sync_state)
     if args.json:
         print(json.dumps(current.to_json(), indent=2))
         return EXIT_OK
-    if current.status == "running" and not _still_running(args.state.parent / paths.SYNC_LOCK.name):
+    if current.status == "running" and not _still_running(layout.sync_lock):
         current = replace(current, status="interrupted",
                           notes=("the last sync was killed before it finished; the next one cleans up "
                                  "after it", *current.notes))
@@ -246,35 +220,10 @@ def serve_command(args: argparse.Namespace) -> int:
     from atlas_services.sync import serve
 
     _serve_logging()
-    layout = serve.ServeLayout(config_store=args.config_store, module_store=args.module_store,
-                               results_file=args.results, data_root=args.data_root,
-                               role_file=args.role_file, system_root=args.system_root,
-                               formats_file=args.formats_file, update_record=args.update_record,
-                               staged_dir=args.staged_dir, verify_history=args.history)
-    return serve.serve(os.environ.get("SSH_ORIGINAL_COMMAND"), layout, sys.stdout.buffer)
+    return serve.serve(os.environ.get("SSH_ORIGINAL_COMMAND"), args.layout, sys.stdout.buffer)
 
 
 # ---------------------------------------------------------------- registration
-
-
-def _hidden_paths(parser: argparse.ArgumentParser, *, serving: bool) -> None:
-    """Where the stores are: defaults for the box; tests point them elsewhere."""
-    hide = argparse.SUPPRESS
-    parser.add_argument("--config-store", type=Path, default=paths.CONFIG_STORE, help=hide)
-    parser.add_argument("--module-store", type=Path, default=paths.MODULE_STORE, help=hide)
-    parser.add_argument("--data-root", type=Path, default=paths.DATA_ROOT, help=hide)
-    parser.add_argument("--role-file", type=Path, default=paths.ROLE_FILE, help=hide)
-    parser.add_argument("--system-root", type=Path, default=Path("/"), help=hide)
-    parser.add_argument("--formats-file", type=Path, default=paths.FORMATS_FILE, help=hide)
-    parser.add_argument("--staged-dir", type=Path, default=paths.SYNC_STAGED, help=hide)
-    if serving:
-        parser.add_argument("--results", type=Path, default=paths.VERIFY_LATEST, help=hide)
-        parser.add_argument("--update-record", type=Path, default=paths.UPDATE_RECORD, help=hide)
-        parser.add_argument("--history", type=Path, default=paths.VERIFY_HISTORY, help=hide)
-        return
-    parser.add_argument("--state", type=Path, default=paths.SYNC_STATE, help=hide)
-    parser.add_argument("--peer-results", type=Path, default=paths.PEER_VERIFY_RESULTS, help=hide)
-    parser.add_argument("--apply-root", type=Path, default=None, help=hide)
 
 
 def register(commands: Subparsers) -> None:
@@ -288,17 +237,14 @@ def register(commands: Subparsers) -> None:
     parser.add_argument("--primary", metavar="ADDRESS[:PORT]",
                         help="connect here instead of the primary's address (its host key stays pinned)")
     parser.add_argument("--json", action="store_true", help="print machine-readable JSON")
-    _hidden_paths(parser, serving=False)
     parser.set_defaults(func=sync_command, verb=None)
     verbs = parser.add_subparsers(title="verbs", metavar="VERB", dest="verb")
     status = verbs.add_parser("status", help="last attempt and success, generations, drift")
-    # SUPPRESS: `atlas sync --state X status` keeps X.
+    # SUPPRESS: `atlas sync --json status` keeps --json.
     status.add_argument("--json", action="store_true", default=argparse.SUPPRESS,
                         help="print machine-readable JSON")
-    status.add_argument("--state", type=Path, default=argparse.SUPPRESS, help=argparse.SUPPRESS)
 
     serve_parser = commands.add_parser(
         "sync-serve", help="(on the primary) answer the secondary's sync requests; sshd's forced command",
         epilog=SERVE_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    _hidden_paths(serve_parser, serving=True)
     serve_parser.set_defaults(func=serve_command)

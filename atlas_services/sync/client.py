@@ -20,8 +20,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from atlas_services import cluster, dataset, paths, proc
+from atlas_services import cluster, dataset, proc
 from atlas_services.errors import EXIT_REFUSED, Refused
+from atlas_services.paths import Layout
 from atlas_services.roles import Role
 from atlas_services.sync.errors import Kind, SyncError
 
@@ -58,11 +59,12 @@ class Target:
         return f"{self.host_key_alias} ({self.address}{port})"
 
 
-def target_from_dataset(data_root: Path = paths.DATA_ROOT, *, address: str | None = None,
+def target_from_dataset(layout: Layout = Layout(), *, address: str | None = None,
                         port: int = 22, role: Role = Role.PRIMARY) -> Target:
     """The primary (or, for `atlas failover prepare`, the secondary) as the data set
     describes it (cluster.json, secrets/). `address` overrides where to connect (the host
     key stays pinned to the role's name)."""
+    data_root = layout.data_root
     try:
         peer = cluster.on_dataset(data_root).identities[role]
     except cluster.NoCluster as err:

@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from atlas_services import __version__, clock, osinfo, paths, proc
+from atlas_services import __version__, clock, osinfo, proc
+from atlas_services.paths import Layout
 from atlas_services.store import bundle
 from atlas_services.store.modules import ModuleStore
 from atlas_services.sync.errors import Kind, SyncError
@@ -197,7 +198,7 @@ def _printable(text: str) -> str:
 
 def packages(system_root: Path) -> dict[str, str]:
     """Installed packages and their versions, from dpkg's database under system_root."""
-    result = proc.run(["dpkg-query", f"--admindir={system_root / paths.DPKG_ADMINDIR}", "-W",
+    result = proc.run(["dpkg-query", f"--admindir={Layout(system_root).dpkg_admindir}", "-W",
                        "-f", "${binary:Package}\t${Version}\t${db:Status-Abbrev}\n"],
                       hint="dpkg-query is part of dpkg")
     found: dict[str, str] = {}
@@ -276,8 +277,10 @@ def modules(store: ModuleStore) -> dict[str, ModuleFacts]:
     return facts
 
 
-def collect(module_store: ModuleStore, system_root: Path = Path("/")) -> EnvManifest:
-    release = osinfo.os_release(system_root / paths.OS_RELEASE.relative_to("/"))
+def collect(module_store: ModuleStore, layout: Layout = Layout()) -> EnvManifest:
+    """What this server runs, read below the layout's root (a running server or a mounted image)."""
+    system_root = layout.root
+    release = osinfo.os_release(layout)
     return EnvManifest(
         hostname=_printable(osinfo.hostname()),
         image_version=_printable(release.get("IMAGE_VERSION", "")),

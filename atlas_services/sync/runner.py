@@ -24,8 +24,9 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from atlas_services import clock, cluster, fsutil, log, messages, paths
+from atlas_services import clock, cluster, fsutil, log, messages
 from atlas_services.errors import AtlasError
+from atlas_services.paths import Layout
 from atlas_services.roles import Role
 from atlas_services.store import bundle, subvol
 from atlas_services.store.config import ConfigStore
@@ -40,21 +41,6 @@ logger = logging.getLogger(__name__)
 # After one of these, nothing else can be asked of the primary.
 FATAL = {Kind.UNREACHABLE, Kind.HOST_KEY, Kind.AUTH, Kind.TRANSPORT, Kind.NOT_PRIMARY}
 _NUMBER = re.compile(r"[1-9][0-9]*")
-
-
-@dataclass(frozen=True)
-class Layout:
-    """Where the secondary keeps what a sync touches (tests point it at loop devices)."""
-
-    config_store: Path = paths.CONFIG_STORE
-    module_store: Path = paths.MODULE_STORE
-    formats_file: Path = paths.FORMATS_FILE
-    state_file: Path = paths.SYNC_STATE
-    lock_file: Path = paths.SYNC_LOCK
-    staged_dir: Path = paths.SYNC_STAGED
-    peer_results: Path = paths.PEER_VERIFY_RESULTS
-    data_root: Path = paths.DATA_ROOT
-    system_root: Path = Path("/")
 
 
 def _local_error(err: Exception, step: str) -> SyncError:
@@ -231,7 +217,7 @@ class Session:
         except ValueError as err:
             raise SyncError(Kind.BAD_REPLY, f"the primary's staged updates: {err}") from None
         store = ModuleStore(self.layout.module_store, self.layout.formats_file)
-        followed = trial.follow(offers, store, self.layout.staged_dir, clock.now())
+        followed = trial.follow(offers, store, self.layout.trial_marks, clock.now())
         self.notes.extend(followed.notes)
         if followed.failures:
             raise SyncError(Kind.SELECT_FAILED, "could not select a staged version for its trial: "
@@ -241,7 +227,7 @@ class Session:
     def selections(self) -> None:
         assert self.remote is not None
         store = ModuleStore(self.layout.module_store, self.layout.formats_file)
-        markers = staged.staged_modules(self.layout.staged_dir)
+        markers = staged.staged_modules(self.layout.trial_marks)
         to_select, skipped = plan.plan_selections(self.remote.modules, listing.list_modules(store), markers)
         for module in skipped:
             self.notes.append(f"{module}: an update is staged here ({markers[module]}); the primary's "
@@ -269,9 +255,9 @@ class Session:
     def compare(self) -> None:
         theirs = manifest.EnvManifest.from_json(self.client.call_json("manifest"))
         ours = manifest.collect(ModuleStore(self.layout.module_store, self.layout.formats_file),
-                                self.layout.system_root)
+                                self.layout)
         self.drift_items = tuple(drift.compare(
-            theirs, ours, staged=staged.staged_modules(self.layout.staged_dir),
+            theirs, ours, staged=staged.staged_modules(self.layout.trial_marks),
             interface_pattern=_primary_interface(self.layout.data_root)))
 
     def apply(self) -> None:
@@ -316,7 +302,8 @@ class Session:
     # ------------------------------------------------------------ the record
 
     def record(self, started: float) -> state.SyncState:
-        store, modules = ConfigStore(self.layout.config_store), ModuleStore(self.layout.module_store)
+        store, modules = ConfigStore(self.layout.config_store), ModuleStore(self.layout.module_store,
+                                                                                 self.layout.formats_file)
         local_gens = tuple(store.generations()) if store.exists() else ()
         first = self.errors[0] if self.errors else None
         done = clock.now()
@@ -370,36 +357,33 @@ def _primary_interface(data_root: Path) -> str | None:
     return the_cluster.identities[Role.PRIMARY].interface if the_cluster else None
 
 
-DEFAULT_LAYOUT = Layout()
-DEFAULT_HOOKS = Hooks()
-
-
-def run(target: Target, layout: Layout = DEFAULT_LAYOUT, hooks: Hooks = DEFAULT_HOOKS) -> state.SyncState:
+def run(target: Target, layout: Layout = Layout(), hooks: Hooks | None = None) -> state.SyncState:
     """Sync once (waiting for a sync already running to finish) and return the new state,
     which is also written to state.json. Never raises for a failed sync: the state says."""
-    layout.state_file.parent.mkdir(parents=True, exist_ok=True)
-    with fsutil.locked(layout.lock_file):
+    hooks = hooks or secondary.box_hooks(layout)
+    layout.sync_state.parent.mkdir(parents=True, exist_ok=True)
+    with fsutil.locked(layout.sync_lock):
         try:
-            previous = state.read(layout.state_file)
+            previous = state.read(layout.sync_state)
         except AtlasError as err:
             logger.warning("%s; starting a new record", err)
             previous = state.SyncState()
         started = time.monotonic()
         attempt = previous.started(clock.now())
         try:
-            state.write(attempt, layout.state_file)
+            state.write(attempt, layout.sync_state)
         except OSError as err:  # a full disk must not stop the sync from cleaning up
-            logger.warning("could not record the start of the sync in %s: %s", layout.state_file, err)
+            logger.warning("could not record the start of the sync in %s: %s", layout.sync_state, err)
         # Under the sync lock, so the connection's directory is this sync's alone.
-        with Client(target, workdir=layout.lock_file.parent / "connection") as the_client:
+        with Client(target, workdir=layout.sync_connection) as the_client:
             session = Session(the_client, layout, hooks, attempt)
             with contextlib.suppress(SyncError):  # recorded in session.errors
                 session.run()
         result = session.record(started)
         try:
-            state.write(result, layout.state_file)
+            state.write(result, layout.sync_state)
         except OSError as err:
-            logger.error("could not record the sync in %s: %s", layout.state_file, err)
+            logger.error("could not record the sync in %s: %s", layout.sync_state, err)
     _log(result)
     return result
 
@@ -408,16 +392,16 @@ def record_failure(layout: Layout, error: SyncError) -> state.SyncState:
     """Record an attempt that failed before it could start (no data set, no key): the
     Verifier sees the attempt, the status says why."""
     try:
-        previous = state.read(layout.state_file)
+        previous = state.read(layout.sync_state)
     except AtlasError:
         previous = state.SyncState()
     when = clock.now()
     result = replace(previous, status="failed", last_attempt=when, last_error=str(error),
                      error_kind=error.kind, notes=(), duration_s=0.0)
     try:
-        state.write(result, layout.state_file)
+        state.write(result, layout.sync_state)
     except OSError as err:
-        logger.error("could not record the sync in %s: %s", layout.state_file, err)
+        logger.error("could not record the sync in %s: %s", layout.sync_state, err)
     _log(result)
     return result
 
@@ -457,11 +441,11 @@ class CheckReport:
         }
 
 
-def check(target: Target, layout: Layout = DEFAULT_LAYOUT) -> CheckReport:
+def check(target: Target, layout: Layout = Layout()) -> CheckReport:
     """Ask the primary what it holds and compare: what a sync would fetch and select, and
     the drift as it stands now. Changes nothing on either server."""
     with Client(target) as the_client:
-        session = Session(the_client, layout, Hooks(), state.SyncState())
+        session = Session(the_client, layout, secondary.box_hooks(layout), state.SyncState())
         session.hello()
         session.list_stores()
         session.compare()
@@ -469,7 +453,7 @@ def check(target: Target, layout: Layout = DEFAULT_LAYOUT) -> CheckReport:
     config_store = ConfigStore(layout.config_store)
     module_store = ModuleStore(layout.module_store, layout.formats_file)
     local_modules = listing.list_modules(module_store)
-    markers = staged.staged_modules(layout.staged_dir)
+    markers = staged.staged_modules(layout.trial_marks)
     selections, skipped = plan.plan_selections(session.remote.modules, local_modules, markers)
     return CheckReport(plan.plan_config(session.remote.config, listing.list_config(config_store)),
                        plan.plan_modules(session.remote.modules, local_modules), selections, skipped,

@@ -8,10 +8,11 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
-from atlas_services import paths, proc
+from atlas_services import proc
+from atlas_services.paths import Layout
 from atlas_services.store import subvol, tree
 from atlas_services.store.config import META_FILE, ConfigStore
 
@@ -46,7 +47,7 @@ def default_apply_config(store: ConfigStore, generation: int) -> str:
             + (", systemd reloaded its units" if units else ""))
 
 
-def default_verify_setup(command: Path = paths.ATLAS_COMMAND) -> HookResult:
+def default_verify_setup(command: Path) -> HookResult:
     """`atlas verify setup`: make sure the Verifier's accounts, database, mailbox, share and
     web canary exist. A version without that verb is reported, not treated as a failure."""
     try:
@@ -66,8 +67,33 @@ def default_verify_setup(command: Path = paths.ATLAS_COMMAND) -> HookResult:
 
 @dataclass(frozen=True)
 class Hooks:
-    apply_config: Callable[[ConfigStore, int], str] = default_apply_config
-    verify_setup: Callable[[], HookResult] = field(default=default_verify_setup)
+    apply_config: Callable[[ConfigStore, int], str]
+    verify_setup: Callable[[], HookResult]
+
+
+def box_hooks(layout: Layout = Layout()) -> Hooks:
+    """The box's own: `atlas config apply` and `atlas verify setup`. Below another root
+    (tests, benchmarks) the configuration is applied under it and nothing is reloaded."""
+    if layout.root == Path("/"):
+        apply_config = default_apply_config
+    else:
+        def apply_config(store: ConfigStore, generation: int) -> str:
+            from atlas_services.store import apply
+
+            result = apply.apply(store, generation, layout=layout, manager=_NoReloads())
+            return (f"applied generation {generation} under {layout.root}: "
+                    f"{len(result.changed)} file(s) changed")
+    return Hooks(apply_config, lambda: default_verify_setup(layout.atlas_command))
+
+
+class _NoReloads:
+    """Below a test's root no service of this host is the one configured."""
+
+    def reload(self, unit: str) -> None:
+        pass
+
+    def restart(self, unit: str) -> None:
+        pass
 
 
 # ---------------------------------------------------------------- the mirror's bookkeeping

@@ -32,12 +32,13 @@ import os
 import re
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from atlas_services import __version__, cluster, log, messages, osinfo, paths, proc
+from atlas_services import __version__, cluster, log, messages, osinfo, proc
 from atlas_services.errors import EXIT_FAILED, EXIT_OK, EXIT_REFUSED, AtlasError, Refused
+from atlas_services.paths import Layout
 from atlas_services.roles import Role, read_role
 from atlas_services.store import bundle
 from atlas_services.store.config import ConfigStore
@@ -116,27 +117,11 @@ def parse_request(command: str | None) -> Request:
     return Request(verb, args)
 
 
-@dataclass(frozen=True)
-class ServeLayout:
-    """Where the served stores and files are: set by the forced command line only."""
-
-    config_store: Path = paths.CONFIG_STORE
-    module_store: Path = paths.MODULE_STORE
-    results_file: Path = paths.VERIFY_LATEST
-    data_root: Path = paths.DATA_ROOT
-    role_file: Path = paths.ROLE_FILE
-    system_root: Path = field(default=Path("/"))
-    formats_file: Path = paths.FORMATS_FILE
-    update_record: Path = paths.UPDATE_RECORD  # the primary's staged updates
-    staged_dir: Path = paths.SYNC_STAGED  # the secondary's trials
-    verify_history: Path = paths.VERIFY_HISTORY
-
-
 # ---------------------------------------------------------------- the verbs
 
 
 
-def hello(layout: ServeLayout) -> dict[str, Any]:
+def hello(layout: Layout) -> dict[str, Any]:
     role = read_role(layout.role_file).role
     the_cluster = cluster.find_on_dataset(layout.data_root)
     reply = {"protocol": PROTOCOL, "atlas_version": __version__, "verbs": list(VERBS),
@@ -149,7 +134,7 @@ def hello(layout: ServeLayout) -> dict[str, Any]:
     return reply
 
 
-def staged_updates(layout: ServeLayout) -> dict[str, Any]:
+def staged_updates(layout: Layout) -> dict[str, Any]:
     """On the primary: the updates it stages for a trial on the secondary ({"staged": …}),
     or why they cannot be told ({"staged_error": …}: the secondary leaves its trials alone)."""
     from atlas_services.update import record
@@ -160,17 +145,17 @@ def staged_updates(layout: ServeLayout) -> dict[str, Any]:
         return {"staged_error": str(err)}
 
 
-def results(layout: ServeLayout) -> dict[str, Any]:
+def results(layout: Layout) -> dict[str, Any]:
     try:
-        raw = layout.results_file.read_bytes()[: MAX_RESULTS_BYTES + 1]
+        raw = layout.verify_latest.read_bytes()[: MAX_RESULTS_BYTES + 1]
     except FileNotFoundError:
         return {"available": False, "results": None}
     if len(raw) > MAX_RESULTS_BYTES:
-        raise AtlasError(f"{layout.results_file} is larger than {MAX_RESULTS_BYTES} bytes")
+        raise AtlasError(f"{layout.verify_latest} is larger than {MAX_RESULTS_BYTES} bytes")
     try:
         data = json.loads(raw)
     except ValueError:
-        raise AtlasError(f"{layout.results_file} is not JSON (being rewritten?)") from None
+        raise AtlasError(f"{layout.verify_latest} is not JSON (being rewritten?)") from None
     return {"available": True, "results": data}
 
 
@@ -181,7 +166,7 @@ def _send(subvolume: Path, parent: Path | None, out: int) -> None:
     proc.run_to_fd([*argv, subvolume], stdout=out, hint="btrfs-progs must be installed")
 
 
-def send_config(layout: ServeLayout, args: tuple[str, ...], out: int) -> None:
+def send_config(layout: Layout, args: tuple[str, ...], out: int) -> None:
     store = ConfigStore(layout.config_store)
     store.require()
     generation = store.path(int(args[0]))  # refuses a generation that is not finished
@@ -189,39 +174,38 @@ def send_config(layout: ServeLayout, args: tuple[str, ...], out: int) -> None:
     _send(generation, parent, out)
 
 
-def send_module(layout: ServeLayout, args: tuple[str, ...], out: int) -> None:
-    store = ModuleStore(layout.module_store)
+def send_module(layout: Layout, args: tuple[str, ...], out: int) -> None:
+    store = ModuleStore(layout.module_store, layout.formats_file)
     version = store.path(args[0], args[1])
     parent = store.path(args[0], args[2]) if len(args) > 2 else None
     _send(version, parent, out)
 
 
-def pull(layout: ServeLayout) -> dict[str, Any]:
+def pull(layout: Layout) -> dict[str, Any]:
     """On the secondary: sync from the primary now (as the timer would) and report."""
     from atlas_services.sync import client, runner
 
-    result = runner.run(client.target_from_dataset(layout.data_root))
+    result = runner.run(client.target_from_dataset(layout), layout)
     return result.to_json()
 
 
-def trial(layout: ServeLayout) -> dict[str, Any]:
+def trial(layout: Layout) -> dict[str, Any]:
     """On the secondary: the update on trial here, with its green cycles so far."""
     from atlas_services.update import trial as trial_mod
 
-    return trial_mod.trial_reply(trial_mod.TrialLayout(
-        module_store=layout.module_store, formats_file=layout.formats_file,
-        staged_dir=layout.staged_dir, history=layout.verify_history))
+    return trial_mod.trial_reply(layout)
 
 
-def _json_verbs() -> dict[str, Callable[[ServeLayout], Any]]:
+def _json_verbs() -> dict[str, Callable[[Layout], Any]]:
     return {
         "pull": pull,
         "trial": trial,
         "hello": hello,
-        "list": lambda layout: listing.list_stores(ConfigStore(layout.config_store),
-                                                   ModuleStore(layout.module_store)).to_json(),
-        "manifest": lambda layout: manifest.collect(ModuleStore(layout.module_store),
-                                                    layout.system_root).to_json(),
+        "list": lambda layout: listing.list_stores(
+            ConfigStore(layout.config_store),
+            ModuleStore(layout.module_store, layout.formats_file)).to_json(),
+        "manifest": lambda layout: manifest.collect(
+            ModuleStore(layout.module_store, layout.formats_file), layout).to_json(),
         "results": results,
     }
 
@@ -230,7 +214,7 @@ def _client() -> str:
     return (os.environ.get("SSH_CONNECTION") or "local").split(" ")[0]
 
 
-def serve(command: str | None, layout: ServeLayout, out: BinaryIO) -> int:
+def serve(command: str | None, layout: Layout, out: BinaryIO) -> int:
     """Answer one request on `out` (the SSH channel). Returns the exit code."""
     try:
         request = parse_request(command)

@@ -18,7 +18,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from atlas_services import fsutil, paths
+from atlas_services import fsutil
 from atlas_services.errors import Refused
 from atlas_services.store import bundle
 
@@ -46,7 +46,7 @@ def _parse(text: str) -> Mark | None:
                 extra.get("since") or None)
 
 
-def staged_marks(directory: Path = paths.SYNC_STAGED) -> dict[str, Mark]:
+def staged_marks(directory: Path) -> dict[str, Mark]:
     """module → its mark, for every valid marker."""
     if not directory.is_dir():
         return {}
@@ -60,12 +60,12 @@ def staged_marks(directory: Path = paths.SYNC_STAGED) -> dict[str, Mark]:
     return found
 
 
-def staged_modules(directory: Path = paths.SYNC_STAGED) -> dict[str, str]:
+def staged_modules(directory: Path) -> dict[str, str]:
     """module → staged version, for every valid marker."""
     return {module: mark.version for module, mark in staged_marks(directory).items()}
 
 
-def mark_staged(module: str, version: str, directory: Path = paths.SYNC_STAGED, *,
+def mark_staged(module: str, version: str, directory: Path, *,
                 stage_id: str | None = None, since: str | None = None) -> None:
     if not bundle.NAME_PATTERN.fullmatch(module) or not bundle.VERSION_PATTERN.fullmatch(version):
         raise Refused(f"{module} {version} is not a module name and version")
@@ -79,7 +79,7 @@ def mark_staged(module: str, version: str, directory: Path = paths.SYNC_STAGED, 
     fsutil.write_atomic(directory / module, "\n".join(lines) + "\n")
 
 
-def clear_staged(module: str, directory: Path = paths.SYNC_STAGED) -> None:
+def clear_staged(module: str, directory: Path) -> None:
     if not bundle.NAME_PATTERN.fullmatch(module):
         raise Refused(f"{module!r} is not a module name")
     (directory / module).unlink(missing_ok=True)

@@ -13,7 +13,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from atlas_services import clock, fsutil, paths
+from atlas_services import clock, fsutil
 from atlas_services.errors import AtlasError
 from atlas_services.sync.drift import DriftClass, DriftItem
 
@@ -139,7 +139,7 @@ class SyncState:
         return replace(self, status="running", last_attempt=when)
 
 
-def read(path: Path = paths.SYNC_STATE) -> SyncState:
+def read(path: Path) -> SyncState:
     try:
         text = path.read_text()
     except FileNotFoundError:
@@ -154,7 +154,7 @@ def read(path: Path = paths.SYNC_STATE) -> SyncState:
     return SyncState.from_json(data, str(path))
 
 
-def write(state: SyncState, path: Path = paths.SYNC_STATE) -> None:
+def write(state: SyncState, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fsutil.write_atomic(path, json.dumps(state.to_json(), indent=2) + "\n")
 

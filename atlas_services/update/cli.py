@@ -8,11 +8,9 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from atlas_services import paths
 from atlas_services.errors import EXIT_OK
 
 if TYPE_CHECKING:
-    from atlas_services.update import primary
 
     Subparsers = argparse._SubParsersAction[argparse.ArgumentParser]
 
@@ -34,18 +32,6 @@ examples:
 """
 
 
-def _layout(args: argparse.Namespace) -> primary.UpdateLayout:
-    from atlas_services.update import primary, trial
-
-    return primary.UpdateLayout(
-        module_store=args.module_store, formats_file=args.formats_file, record_file=args.record,
-        role_file=args.role_file, data_root=args.data_root, vendor_key=args.vendor_key,
-        settings_file=args.settings,
-        trial=trial.TrialLayout(module_store=args.module_store, formats_file=args.formats_file,
-                                staged_dir=args.staged_dir, history=args.history),
-        secondary=args.secondary)
-
-
 def _print(args: argparse.Namespace, data: dict[str, Any], text: str, started: float) -> None:
     if args.json:
         print(json.dumps({**data, "seconds": round(time.monotonic() - started, 3)}, indent=2))
@@ -57,7 +43,8 @@ def stage_command(args: argparse.Namespace) -> int:
     from atlas_services.update import primary
 
     started = time.monotonic()
-    result = primary.stage(_layout(args), args.bundle, args.signature, one_way=args.one_way)
+    result = primary.stage(args.layout, args.bundle, args.signature, one_way=args.one_way,
+                           secondary=args.secondary)
     u = result.update
     text = [f"{u.module} {u.version} staged for a trial on the secondary "
             f"({'installed' if result.installed else 'already installed'} here, not selected; "
@@ -71,7 +58,7 @@ def stage_command(args: argparse.Namespace) -> int:
 def status_command(args: argparse.Namespace) -> int:
     from atlas_services.update import primary
 
-    data = primary.status(_layout(args))
+    data = primary.status(args.layout, secondary=args.secondary)
     if args.json:
         print(json.dumps(data, indent=2))
     else:
@@ -83,7 +70,7 @@ def promote_command(args: argparse.Namespace) -> int:
     from atlas_services.update import primary
 
     started = time.monotonic()
-    result = primary.promote(_layout(args), args.module)
+    result = primary.promote(args.layout, args.module, secondary=args.secondary)
     _print(args, result.to_json(), f"{result.module} {result.version} promoted: selected on the "
            f"primary (was {result.from_version or 'nothing'}); {result.reason}", started)
     return EXIT_OK
@@ -93,7 +80,7 @@ def rollback_command(args: argparse.Namespace) -> int:
     from atlas_services.update import primary
 
     started = time.monotonic()
-    result = primary.rollback(_layout(args), args.module)
+    result = primary.rollback(args.layout, args.module)
     _print(args, result.to_json(), result.text, started)
     return EXIT_OK
 
@@ -102,7 +89,7 @@ def abort_command(args: argparse.Namespace) -> int:
     from atlas_services.update import primary
 
     started = time.monotonic()
-    result = primary.abort(_layout(args), args.module)
+    result = primary.abort(args.layout, args.module)
     _print(args, result.to_json(), result.text, started)
     return EXIT_OK
 
@@ -112,19 +99,9 @@ def register(commands: Subparsers) -> None:
         "update", help="stage a module update on the secondary, promote it, roll it back",
         description="Updates that cannot break the primary: tried on the secondary first.",
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    hide = argparse.SUPPRESS
     parser.add_argument("--secondary", metavar="ADDRESS[:PORT]",
                         help="reach the secondary here instead of its role's address (its host key "
                              "stays pinned)")
-    parser.add_argument("--module-store", type=Path, default=paths.MODULE_STORE, help=hide)
-    parser.add_argument("--formats-file", type=Path, default=paths.FORMATS_FILE, help=hide)
-    parser.add_argument("--record", type=Path, default=paths.UPDATE_RECORD, help=hide)
-    parser.add_argument("--role-file", type=Path, default=paths.ROLE_FILE, help=hide)
-    parser.add_argument("--data-root", type=Path, default=paths.DATA_ROOT, help=hide)
-    parser.add_argument("--vendor-key", type=Path, default=paths.VENDOR_KEY, help=hide)
-    parser.add_argument("--settings", type=Path, default=paths.SETTINGS_FILE, help=hide)
-    parser.add_argument("--staged-dir", type=Path, default=paths.SYNC_STAGED, help=hide)
-    parser.add_argument("--history", type=Path, default=paths.VERIFY_HISTORY, help=hide)
     verbs = parser.add_subparsers(title="verbs", metavar="VERB", required=True)
 
     p = verbs.add_parser("stage", help="check a signed bundle, install it unselected, try it on the "

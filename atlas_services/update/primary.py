@@ -12,13 +12,14 @@ from __future__ import annotations
 import hashlib
 import logging
 import uuid
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from atlas_services import clock, log, messages, paths, settings
+from atlas_services import clock, log, messages, settings
 from atlas_services.errors import AtlasError, Refused
+from atlas_services.paths import Layout
 from atlas_services.roles import Role, read_role
 from atlas_services.store import bundle
 from atlas_services.store.modules import ModuleStore, formats_on_disk, read_formats_file
@@ -29,27 +30,11 @@ logger = logging.getLogger(__name__)
 EVENTS_SHOWN = 10
 
 
-@dataclass(frozen=True)
-class UpdateLayout:
-    """Where the update's state is and how the secondary is reached (tests change these)."""
-
-    module_store: Path = paths.MODULE_STORE
-    formats_file: Path = paths.FORMATS_FILE
-    record_file: Path = paths.UPDATE_RECORD
-    role_file: Path = paths.ROLE_FILE
-    data_root: Path = paths.DATA_ROOT
-    vendor_key: Path = paths.VENDOR_KEY
-    settings_file: Path = paths.SETTINGS_FILE
-    trial: trial.TrialLayout = field(default_factory=trial.TrialLayout)  # on the secondary
-    secondary: str | None = None  # ADDRESS[:PORT] instead of the secondary role's address
-
-    @property
-    def store(self) -> ModuleStore:
-        return ModuleStore(self.module_store, self.formats_file)
+def _store(layout: Layout) -> ModuleStore:
+    return ModuleStore(layout.module_store, layout.formats_file)
 
 
-
-def require_primary(layout: UpdateLayout, verb: str) -> None:
+def require_primary(layout: Layout, verb: str) -> None:
     role = read_role(layout.role_file).role
     if role is not Role.PRIMARY:
         raise Refused(f"this server is {role}, not the primary: updates are staged, promoted and "
@@ -65,14 +50,14 @@ def _address(text: str) -> tuple[str, int]:
     return address, int(port)
 
 
-def ask_secondary(layout: UpdateLayout) -> dict[str, rules.TrialModule]:
+def ask_secondary(layout: Layout, secondary: str | None = None) -> dict[str, rules.TrialModule]:
     """The secondary's trial report, through the sync key's door (read-only on both sides)."""
     from atlas_services.sync import client
     from atlas_services.sync.errors import SyncError
 
-    address, port = _address(layout.secondary) if layout.secondary else (None, 22)
+    address, port = _address(secondary) if secondary else (None, 22)
     try:
-        target = client.target_from_dataset(layout.data_root, role=Role.SECONDARY, address=address,
+        target = client.target_from_dataset(layout, role=Role.SECONDARY, address=address,
                                             port=port)
         with client.Client(target, multiplex=False) as peer:
             reply = peer.call_json("trial")
@@ -109,15 +94,15 @@ class Staged:
                 "notes": list(self.notes)}
 
 
-def stage(layout: UpdateLayout, bundle_file: Path, signature: Path | None, *,
-          one_way: bool = False) -> Staged:
+def stage(layout: Layout, bundle_file: Path, signature: Path | None, *,
+          one_way: bool = False, secondary: str | None = None) -> Staged:
     """Check a bundle (signature, manifest, formats on both servers), install it here without
     selecting it, and stage it: the secondary selects it at its next sync."""
     require_primary(layout, "stage")
     verified = bundle.read_bundle(bundle_file, signature, layout.vendor_key)
     manifest = verified.manifest
     module, version, name = manifest.name, manifest.version, f"{manifest.name} {manifest.version}"
-    store = layout.store
+    store = _store(layout)
     current = store.selected(module)
     if current == version:
         raise Refused(f"{name} is already selected on the primary: there is nothing to try")
@@ -127,7 +112,7 @@ def stage(layout: UpdateLayout, bundle_file: Path, signature: Path | None, *,
     if installed_already and _sha256(installed_manifest.read_bytes()) != digest:
         raise Refused(f"another {name} (other contents) is installed on the primary",
                       f"remove it first: 'atlas module remove {module} {version}'")
-    staged_now = record.read(layout.record_file).staged.get(module)
+    staged_now = record.read(layout.update_record).staged.get(module)
     if staged_now is not None:
         raise Refused(f"{module} {staged_now.version} is staged already",
                       "promote it or abort it first ('atlas update status')")
@@ -136,7 +121,7 @@ def stage(layout: UpdateLayout, bundle_file: Path, signature: Path | None, *,
     notes: list[str] = []
     on_secondary: dict[str, int] | None = None
     try:
-        reported = ask_secondary(layout).get(module)
+        reported = ask_secondary(layout, secondary).get(module)
         if reported is not None:
             on_secondary = dict(reported.formats_on_disk)
         else:
@@ -151,8 +136,8 @@ def stage(layout: UpdateLayout, bundle_file: Path, signature: Path | None, *,
         raise Refused(f"{name} writes {', '.join(compat.one_way)}, which {module} {current} cannot read: "
                       "once it ran, a rollback would be refused",
                       "stage it with --one-way if that is understood and wanted")
-    with record.locked(layout.record_file):
-        the_record = record.read(layout.record_file)
+    with record.locked(layout.update_record):
+        the_record = record.read(layout.update_record)
         if module in the_record.staged:
             raise Refused(f"{module} {the_record.staged[module].version} is staged already",
                           "promote it or abort it first")
@@ -163,7 +148,7 @@ def stage(layout: UpdateLayout, bundle_file: Path, signature: Path | None, *,
         event = record.Event(update.staged_at, "staged", module, version, current,
                              f"on trial on the secondary from its next sync (stage {update.id})")
         record.write(replace(the_record, staged={**the_record.staged, module: update}).with_event(event),
-                     layout.record_file)
+                     layout.update_record)
     _event(messages.UPDATE_STAGED, f"{name} staged for a trial on the secondary (the primary keeps "
            f"{current or 'nothing'})", event, stage_id=update.id, one_way=update.one_way)
     return Staged(update, not installed_already, tuple(notes))
@@ -184,20 +169,21 @@ class Promoted:
                 "reason": self.reason}
 
 
-def promote(layout: UpdateLayout, module: str | None = None, *, now: datetime | None = None) -> Promoted:
+def promote(layout: Layout, module: str | None = None, *, now: datetime | None = None,
+            secondary: str | None = None) -> Promoted:
     """Select the staged version on the primary — refused unless the secondary ran it green
     for the required consecutive cycles (settings: promote_green_cycles)."""
     require_primary(layout, "promote")
-    the_record = record.read(layout.record_file)
+    the_record = record.read(layout.update_record)
     module = rules.pick_module(module, sorted(the_record.staged), None, "promote")
     update = the_record.staged.get(module)
     if update is None:
         raise Refused(f"no update of {module} is staged", "stage one first: 'atlas update stage BUNDLE'")
-    conf = settings.load(layout.settings_file)
+    conf = settings.load(layout)
     required = conf.promote_green_cycles
     name = f"{module} {update.version}"
     try:
-        reported = ask_secondary(layout).get(module) if required else None
+        reported = ask_secondary(layout, secondary).get(module) if required else None
     except AtlasError as err:
         verdict = rules.Verdict(False, f"its trial cannot be confirmed: {err.what}")
     else:
@@ -209,15 +195,15 @@ def promote(layout: UpdateLayout, module: str | None = None, *, now: datetime | 
                   reason=verdict.reason)
         raise Refused(f"{name} is not promoted: {verdict.reason}",
                       "see 'atlas update status'; 'atlas update rollback' drops it from the secondary")
-    with record.locked(layout.record_file):
-        the_record = record.read(layout.record_file)
+    with record.locked(layout.update_record):
+        the_record = record.read(layout.update_record)
         if the_record.staged.get(module) != update:
             raise Refused(f"the stage of {module} changed meanwhile", "see 'atlas update status'")
-        current = layout.store.selected(module)
-        layout.store.select(module, update.version)
+        current = _store(layout).selected(module)
+        _store(layout).select(module, update.version)
         event = record.Event(clock.now(), "promoted", module, update.version, current, verdict.reason)
         staged = {m: s for m, s in the_record.staged.items() if m != module}
-        record.write(replace(the_record, staged=staged).with_event(event), layout.record_file)
+        record.write(replace(the_record, staged=staged).with_event(event), layout.update_record)
     _event(messages.UPDATE_PROMOTED, f"{name} promoted: selected on the primary ({verdict.reason})",
            event, stage_id=update.id)
     return Promoted(module, update.version, current, verdict.reason)
@@ -239,14 +225,14 @@ class Undone:
                 "dropped": self.dropped, "message": self.text}
 
 
-def _drop_stage(layout: UpdateLayout, module: str, action: str, detail: str) -> Undone:
+def _drop_stage(layout: Layout, module: str, action: str, detail: str) -> Undone:
     """Under the record's lock: forget the stage; the secondary mirrors the primary again."""
-    the_record = record.read(layout.record_file)
+    the_record = record.read(layout.update_record)
     update = the_record.staged[module]
-    current = layout.store.selected(module)
+    current = _store(layout).selected(module)
     event = record.Event(clock.now(), action, module, update.version, current, detail)
     staged = {m: s for m, s in the_record.staged.items() if m != module}
-    record.write(replace(the_record, staged=staged).with_event(event), layout.record_file)
+    record.write(replace(the_record, staged=staged).with_event(event), layout.update_record)
     message_id = messages.UPDATE_ABORTED if action == "aborted" else messages.UPDATE_ROLLED_BACK
     text = (f"{module} {update.version} dropped from its trial: the secondary returns to "
             f"{current or 'the primary selection'} at its next sync; the primary never ran it")
@@ -254,36 +240,36 @@ def _drop_stage(layout: UpdateLayout, module: str, action: str, detail: str) -> 
     return Undone(action, module, current, update.version, text)
 
 
-def rollback(layout: UpdateLayout, module: str | None = None) -> Undone:
+def rollback(layout: Layout, module: str | None = None) -> Undone:
     """Undo the newest update step: a version on trial is dropped from the secondary (the
     primary never ran it); otherwise the primary selects its previous version again and the
     secondary mirrors that at its next sync."""
     require_primary(layout, "rollback")
-    the_record = record.read(layout.record_file)
+    the_record = record.read(layout.update_record)
     promoted = next((e.module for e in reversed(the_record.events) if e.action == "promoted"), None)
     module = rules.pick_module(module, sorted(the_record.staged), promoted, "rollback")
-    with record.locked(layout.record_file):
-        if module in record.read(layout.record_file).staged:
+    with record.locked(layout.update_record):
+        if module in record.read(layout.update_record).staged:
             return _drop_stage(layout, module, "rolled-back", "rolled back while on trial")
-        store = layout.store
+        store = _store(layout)
         current = store.selected(module)
         previous = store.rollback(module)
         event = record.Event(clock.now(), "rolled-back", module, previous, current,
                              f"the primary selects {previous} again")
-        record.write(record.read(layout.record_file).with_event(event), layout.record_file)
+        record.write(record.read(layout.update_record).with_event(event), layout.update_record)
     text = (f"{module} {previous} selected again on the primary (was {current}); the secondary "
             "follows at its next sync")
     _event(messages.UPDATE_ROLLED_BACK, text, event)
     return Undone("rolled-back", module, previous, None, text)
 
 
-def abort(layout: UpdateLayout, module: str | None = None) -> Undone:
+def abort(layout: Layout, module: str | None = None) -> Undone:
     """Drop the staged version from the secondary (the primary is unchanged)."""
     require_primary(layout, "abort")
-    the_record = record.read(layout.record_file)
+    the_record = record.read(layout.update_record)
     module = rules.pick_module(module, sorted(the_record.staged), None, "abort")
-    with record.locked(layout.record_file):
-        if module not in record.read(layout.record_file).staged:
+    with record.locked(layout.update_record):
+        if module not in record.read(layout.update_record).staged:
             raise Refused(f"no update of {module} is staged")
         return _drop_stage(layout, module, "aborted", "aborted")
 
@@ -291,24 +277,25 @@ def abort(layout: UpdateLayout, module: str | None = None) -> Undone:
 # ---------------------------------------------------------------- status
 
 
-def status(layout: UpdateLayout, *, now: datetime | None = None) -> dict[str, Any]:
+def status(layout: Layout, *, now: datetime | None = None,
+           secondary: str | None = None) -> dict[str, Any]:
     """What is staged and how its trial goes, from where this server stands."""
     role = read_role(layout.role_file).role
-    conf = settings.load(layout.settings_file)
+    conf = settings.load(layout)
     required = conf.promote_green_cycles
     out: dict[str, Any] = {"role": role, "required_green_cycles": required}
     if role is Role.SECONDARY:
-        out["trials"] = [{"module": m, **t.to_json()} for m, t in trial.report(layout.trial).items()
+        out["trials"] = [{"module": m, **t.to_json()} for m, t in trial.report(layout).items()
                          if t.staged is not None]
         return out
-    the_record = record.read(layout.record_file)
+    the_record = record.read(layout.update_record)
     out["events"] = [e.to_json() for e in the_record.events[-EVENTS_SHOWN:]]
     out["staged"] = []
     out["secondary_error"] = None
     if role is not Role.PRIMARY or not the_record.staged:
         return out
     try:
-        reports: dict[str, rules.TrialModule] | None = ask_secondary(layout)
+        reports: dict[str, rules.TrialModule] | None = ask_secondary(layout, secondary)
     except AtlasError as err:
         reports, out["secondary_error"] = None, str(err)
     for module, update in sorted(the_record.staged.items()):

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from atlas_services import clock, fsutil, paths
+from atlas_services import clock, fsutil
 from atlas_services.errors import AtlasError
 from atlas_services.store import bundle
 
@@ -148,7 +148,7 @@ class UpdateRecord:
         return next((e for e in reversed(self.events) if module is None or e.module == module), None)
 
 
-def read(path: Path = paths.UPDATE_RECORD) -> UpdateRecord:
+def read(path: Path) -> UpdateRecord:
     try:
         text = path.read_text()
     except FileNotFoundError:
@@ -163,20 +163,20 @@ def read(path: Path = paths.UPDATE_RECORD) -> UpdateRecord:
     return UpdateRecord.from_json(data, str(path))
 
 
-def write(record: UpdateRecord, path: Path = paths.UPDATE_RECORD) -> None:
+def write(record: UpdateRecord, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fsutil.write_atomic(path, json.dumps(record.to_json(), indent=2) + "\n")
 
 
 @contextlib.contextmanager
-def locked(path: Path = paths.UPDATE_RECORD) -> Iterator[None]:
+def locked(path: Path) -> Iterator[None]:
     """One update command at a time (stage, promote, rollback, abort)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with fsutil.locked(path.parent / f".{path.name}.lock"):
         yield
 
 
-def staged_reply(path: Path = paths.UPDATE_RECORD) -> dict[str, Any]:
+def staged_reply(path: Path) -> dict[str, Any]:
     """For sync-serve `hello` on the primary: what the secondary should try (read-only)."""
     return {"staged": {m: {"version": s.version, "id": s.id, "staged_at": s.staged_at}
                        for m, s in sorted(read(path).staged.items())}}

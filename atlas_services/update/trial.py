@@ -13,8 +13,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from atlas_services import clock, log, messages, paths
+from atlas_services import clock, log, messages
 from atlas_services.errors import AtlasError
+from atlas_services.paths import Layout
 from atlas_services.store.modules import ModuleStore, formats_on_disk, read_formats_file
 from atlas_services.sync import staged
 from atlas_services.update import rules
@@ -22,18 +23,6 @@ from atlas_services.verify.model import Cycle
 
 logger = logging.getLogger(__name__)
 
-
-@dataclass(frozen=True)
-class TrialLayout:
-    """Where the secondary keeps what a trial reads (tests point it at loop devices)."""
-
-    module_store: Path = paths.MODULE_STORE
-    formats_file: Path = paths.FORMATS_FILE
-    staged_dir: Path = paths.SYNC_STAGED
-    history: Path = paths.VERIFY_HISTORY
-
-
-DEFAULT_LAYOUT = TrialLayout()
 
 def load_cycles(history: Path) -> list[Cycle]:
     """The Verifier's recorded cycles, oldest first; lines that do not parse are skipped
@@ -51,12 +40,12 @@ def load_cycles(history: Path) -> list[Cycle]:
     return cycles
 
 
-def report(layout: TrialLayout = DEFAULT_LAYOUT) -> dict[str, rules.TrialModule]:
+def report(layout: Layout = Layout()) -> dict[str, rules.TrialModule]:
     """Every module here: what is selected, what is on trial since when, and how many
     green cycles in a row ran it."""
     store = ModuleStore(layout.module_store, layout.formats_file)
-    marks = staged.staged_marks(layout.staged_dir)
-    cycles = load_cycles(layout.history)
+    marks = staged.staged_marks(layout.trial_marks)
+    cycles = load_cycles(layout.verify_history)
     recorded = read_formats_file(layout.formats_file)
     modules = {}
     for module in sorted(set(store.modules()) | set(marks)):
@@ -88,7 +77,7 @@ def _since(mark: staged.Mark | None) -> datetime | None:
         return None
 
 
-def trial_reply(layout: TrialLayout = DEFAULT_LAYOUT) -> dict[str, Any]:
+def trial_reply(layout: Layout = Layout()) -> dict[str, Any]:
     """sync-serve `trial` on the secondary (read-only)."""
     return {"modules": {m: t.to_json() for m, t in report(layout).items()}}
 

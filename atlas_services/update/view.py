@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
-from atlas_services import paths
 from atlas_services.errors import AtlasError
+from atlas_services.paths import Layout
 from atlas_services.roles import Role
 from atlas_services.update import record, trial
 
 
-def lines(role: str, required: int, record_file: Path = paths.UPDATE_RECORD,
-          trial_layout: trial.TrialLayout = trial.DEFAULT_LAYOUT) -> list[str]:
+def lines(role: str, required: int, layout: Layout = Layout()) -> list[str]:
     """One line per staged update (primary) or trial (secondary), and the last step taken;
     none when there is nothing to say. Never raises: the page must be written regardless."""
     try:
@@ -19,10 +16,10 @@ def lines(role: str, required: int, record_file: Path = paths.UPDATE_RECORD,
             return [f"{m} {t.staged} on trial on this server since {t.since}: {t.green_cycles} of "
                     f"{required} green cycle(s) before it may be promoted"
                     + (f" (the count stops at {t.stopped_by})" if t.stopped_by else "")
-                    for m, t in trial.report(trial_layout).items() if t.staged is not None]
+                    for m, t in trial.report(layout).items() if t.staged is not None]
         if role != Role.PRIMARY:
             return []
-        the_record = record.read(record_file)
+        the_record = record.read(layout.update_record)
     except (AtlasError, OSError) as err:
         return [f"the update state cannot be read: {err}"]
     shown = [f"{u.module} {u.version} staged {u.staged_at} for a trial on the secondary; this server "

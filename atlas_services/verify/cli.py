@@ -37,17 +37,18 @@ def _exit(c: Cycle | None) -> int:
 
 
 def run_now(args: argparse.Namespace) -> int:
-    conf = settings.load()
-    targets = cycle.box_targets(conf, cycle.read_role(conf))
-    result = cycle.run_once(targets, cycle.box_publisher(conf))
+    layout = args.layout
+    conf = settings.load(layout)
+    targets = cycle.box_targets(conf, cycle.read_role(conf, layout), layout)
+    result = cycle.run_once(targets, cycle.box_publisher(conf, layout))
     print(json.dumps(result.to_json(), indent=2) if args.json else format_cycle(result))
     return _exit(result)
 
 
 def show_status(args: argparse.Namespace) -> int:
-    where = report.ReportPaths()
-    own = report.load_cycle(where.latest)
-    peer = report.load_cycle(where.peer_results)
+    layout = args.layout
+    own = report.load_cycle(layout.verify_latest)
+    peer = report.load_cycle(layout.peer_results)
     if args.json:
         out: dict[str, Any] = {"this": own.to_json() if own else None,
                                "peer": peer.to_json() if peer else None}
@@ -56,21 +57,22 @@ def show_status(args: argparse.Namespace) -> int:
         print(format_cycle(own, "this server") if own else "this server: no verification cycle has run yet")
         if peer:
             print(format_cycle(peer, "peer"))
-        print(f"history: {where.history}; page: {paths.STATUS_PAGE_URL}")
+        print(f"history: {layout.verify_history}; page: {paths.STATUS_PAGE_URL}")
     return _exit(own)
 
 
 def setup(args: argparse.Namespace) -> int:
     hostname = osinfo.hostname()
     try:
-        role = cycle.read_role(settings.load())
+        role = cycle.read_role(settings.load(args.layout), args.layout)
         domain, hostname = args.domain or role.domain, role.hostname
     except Refused:
         domain = args.domain
-    env = environment.Environment(data_root=paths.DATA_ROOT, domain=domain or hostname,
+    data_root = args.layout.data_root
+    env = environment.Environment(data_root=data_root, domain=domain or hostname,
                                   hostname=hostname)
-    if not paths.DATA_ROOT.is_dir():
-        raise AtlasError(f"no data set is mounted at {paths.DATA_ROOT}",
+    if not data_root.is_dir():
+        raise AtlasError(f"no data set is mounted at {data_root}",
                          "the verifier's accounts live on the data set")
     done = environment.ensure(env)
     if args.json:

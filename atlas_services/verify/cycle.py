@@ -10,8 +10,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from atlas_services import osinfo, paths, render
+from atlas_services import osinfo, render
 from atlas_services.errors import AtlasError, Refused
+from atlas_services.paths import Layout
 from atlas_services.roles import Role
 from atlas_services.settings import Settings
 from atlas_services.verify import account, report
@@ -43,15 +44,13 @@ class Targets:
     role: Role
     hostname: str
     address: str  # where the service probes connect
-    data_root: Path
     settings: Settings
+    layout: Layout = Layout()  # the data set, the sync state and the module store
     ports: Mapping[str, int] = field(default_factory=lambda: dict(render.DEFAULT_PORTS))
     probe_timeout_s: float | None = None  # default: settings.verify_probe_timeout_s
-    sync_state: Path = paths.SYNC_STATE
     filesystems: tuple[Path, ...] | None = None  # default: the data set and the OS disk's state
     units: SystemdUnits = field(default_factory=Systemctl)
     clock_synchronized: Callable[[], bool | None] = kernel_clock_synchronized
-    module_store: Path = paths.MODULE_STORE  # the versions a cycle runs with are recorded in it
 
     @property
     def timeout(self) -> float:
@@ -61,7 +60,7 @@ class Targets:
 def service_probes(t: Targets) -> list[Probe]:
     """web, mail, database, files: each logs in with the verifier's account from the data set."""
     try:
-        acct = account.load(t.data_root)
+        acct = account.load(t.layout.data_root)
     except AtlasError as err:
         reason = str(err)
         return [Unavailable(name, t.address, reason) for name in ("web", "mail", "database", "files")]
@@ -77,25 +76,26 @@ def service_probes(t: Targets) -> list[Probe]:
 
 
 def system_probes(t: Targets, last_seen: dt.datetime | None) -> list[Probe]:
-    filesystems = t.filesystems or (t.data_root, paths.STATE_DIR)
+    filesystems = t.filesystems or (t.layout.data_root, t.layout.state_dir)
     return [
-        RaidProbe(t.data_root),
+        RaidProbe(t.layout.data_root),
         SpaceProbe(list(filesystems), t.settings.free_space_min_percent),
-        SyncProbe(t.role, t.settings.sync_stale_after_s, t.sync_state),
+        SyncProbe(t.role, t.settings.sync_stale_after_s, t.layout.sync_state),
         ClockProbe(last_seen, synchronized=t.clock_synchronized,
                    sync_required=t.settings.clock_sync_required),
         UnitsProbe(t.units),
     ]
 
 
-def modules_in_use(store_root: Path) -> dict[str, str]:
+def modules_in_use(layout: Layout) -> dict[str, str]:
     """The module versions this cycle runs with (an update's trial counts cycles by them);
     none when the store cannot be read — the cycle itself must not fail for that."""
     import atlas_services
     from atlas_services.store.modules import ModuleStore
 
     try:
-        return ModuleStore(store_root).versions_in_use(Path(atlas_services.__file__))
+        store = ModuleStore(layout.module_store, layout.formats_file)
+        return store.versions_in_use(Path(atlas_services.__file__))
     except (OSError, AtlasError):
         return {}
 
@@ -123,11 +123,11 @@ def cycle_lock(path: Path, wait_s: float = LOCK_WAIT_S) -> Iterator[None]:
 
 def run_once(targets: Targets, publisher: report.Publisher) -> Cycle:
     """Run every probe once and publish the cycle; returns it."""
-    with cycle_lock(publisher.where.lock):
-        previous = report.load_previous(publisher.where.latest)
+    with cycle_lock(publisher.layout.verify_lock):
+        previous = report.load_previous(publisher.layout.verify_latest)
         probes = service_probes(targets) + system_probes(targets, previous.finished if previous else None)
         cycle = run_cycle(probes, role=targets.role, host=targets.hostname,
-                          modules=modules_in_use(targets.module_store))
+                          modules=modules_in_use(targets.layout))
         publisher.publish(cycle)
     return cycle
 
@@ -147,32 +147,32 @@ class RoleInfo:
     ports: Mapping[str, int]
 
 
-def read_role(settings: Settings, role_file: Path = paths.ROLE_FILE) -> RoleInfo:
-    if not role_file.exists():
+def read_role(settings: Settings, layout: Layout = Layout()) -> RoleInfo:
+    if not layout.role_file.exists():
         raise Refused("role detection has not run on this boot", "see 'atlas status'")
     from atlas_services.store.apply import role_context  # the store's imports only when needed
 
-    context = role_context(settings, role_file=role_file)
+    context = role_context(settings, layout)
     return RoleInfo(role=Role(context["role"]), hostname=context["hostname"], address=context["address"],
                     domain=context["domain"], ports=context["ports"])
 
 
-def box_targets(settings: Settings, role: RoleInfo) -> Targets:
+def box_targets(settings: Settings, role: RoleInfo, layout: Layout = Layout()) -> Targets:
     if not role.role.has_dataset:
         raise Refused(f"this server is {role.role}: it runs no business services to verify",
                       "the verifier runs on a primary or a secondary")
     return Targets(role=role.role, hostname=role.hostname, address=role.address,
-                   data_root=paths.DATA_ROOT, settings=settings, ports=dict(role.ports))
+                   settings=settings, layout=layout, ports=dict(role.ports))
 
 
-def box_publisher(settings: Settings) -> report.Publisher:
+def box_publisher(settings: Settings, layout: Layout = Layout()) -> report.Publisher:
     sender = f"atlas-verify@{osinfo.hostname()}"
 
     def update_lines(role: str) -> list[str]:
         from atlas_services.update import view
 
-        return view.lines(role, settings.promote_green_cycles)
+        return view.lines(role, settings.promote_green_cycles, layout)
     return report.Publisher(
-        where=report.ReportPaths(history_cycles=settings.verify_history_cycles),
+        layout=layout, history_cycles=settings.verify_history_cycles,
         notifier=report.MailNotifier(recipient=settings.admin_email, sender=sender),
         interval_s=settings.verify_interval_s, update_lines=update_lines)

@@ -7,13 +7,14 @@ import json
 import logging
 import smtplib
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Protocol
 
 from atlas_services import clock, fsutil, log, messages, paths
 from atlas_services.errors import AtlasError
+from atlas_services.paths import Layout
 from atlas_services.verify import page, textfile
 from atlas_services.verify.model import Change, Cycle, Status, changes
 
@@ -23,38 +24,6 @@ logger = logging.getLogger(__name__)
 HISTORY_CYCLES = 720
 # syslog priorities (the journal's PRIORITY=).
 PRIORITY_ERR, PRIORITY_WARNING, PRIORITY_NOTICE = 3, 4, 5
-
-
-@dataclass(frozen=True)
-class ReportPaths:
-    """Where reports are written; tests point these at temp dirs."""
-
-    verify_dir: Path = paths.VERIFY_DIR
-    textfile_dir: Path = paths.TEXTFILE_DIR
-    peer_results: Path = paths.PEER_VERIFY_RESULTS
-    page_dir: Path = paths.STATUS_PAGE_DIR
-    history_cycles: int = HISTORY_CYCLES
-
-    @property
-    def latest(self) -> Path:
-        return self.verify_dir / paths.VERIFY_LATEST.name
-
-    @property
-    def history(self) -> Path:
-        return self.verify_dir / paths.VERIFY_HISTORY.name
-
-    @property
-    def lock(self) -> Path:
-        return self.verify_dir / paths.VERIFY_LOCK.name
-
-    @classmethod
-    def under(cls, root: Path, history_cycles: int = HISTORY_CYCLES) -> ReportPaths:
-        """The box's layout below another root (tests, benchmarks)."""
-        def moved(path: Path) -> Path:
-            return root / path.relative_to("/")
-        return cls(verify_dir=moved(paths.VERIFY_DIR), textfile_dir=moved(paths.TEXTFILE_DIR),
-                   peer_results=moved(paths.PEER_VERIFY_RESULTS),
-                   page_dir=moved(paths.STATUS_PAGE_DIR), history_cycles=history_cycles)
 
 
 # ---------------------------------------------------------------- on disk
@@ -82,8 +51,8 @@ def load_previous(path: Path) -> Cycle | None:
         return None
 
 
-def save_latest(cycle: Cycle, where: ReportPaths) -> None:
-    fsutil.write_atomic(where.latest, json.dumps(cycle.to_json(), indent=1) + "\n", 0o644)
+def save_latest(cycle: Cycle, layout: Layout) -> None:
+    fsutil.write_atomic(layout.verify_latest, json.dumps(cycle.to_json(), indent=1) + "\n", 0o644)
 
 
 def bounded_history(lines: Sequence[str], new: str, limit: int) -> list[str]:
@@ -92,26 +61,26 @@ def bounded_history(lines: Sequence[str], new: str, limit: int) -> list[str]:
     return [*kept, new][-limit:] if limit > 0 else []
 
 
-def append_history(cycle: Cycle, where: ReportPaths) -> None:
+def append_history(cycle: Cycle, layout: Layout, limit: int) -> None:
     try:
-        lines = where.history.read_text().splitlines()
+        lines = layout.verify_history.read_text().splitlines()
     except FileNotFoundError:
         lines = []
     new = json.dumps(cycle.to_json(), separators=(",", ":"))
-    kept = bounded_history(lines, new, where.history_cycles)
-    fsutil.write_atomic(where.history, "".join(f"{line}\n" for line in kept), 0o644)
+    kept = bounded_history(lines, new, limit)
+    fsutil.write_atomic(layout.verify_history, "".join(f"{line}\n" for line in kept), 0o644)
 
 
-def load_history(where: ReportPaths, limit: int | None = None) -> list[Cycle]:
+def load_history(layout: Layout, limit: int | None = None) -> list[Cycle]:
     """The recorded cycles, oldest first; lines that do not parse are skipped."""
     try:
-        lines = where.history.read_text().splitlines()
+        lines = layout.verify_history.read_text().splitlines()
     except FileNotFoundError:
         return []
     cycles = []
     for line in lines[-limit:] if limit else lines:
         try:
-            cycles.append(Cycle.from_json(json.loads(line), str(where.history)))
+            cycles.append(Cycle.from_json(json.loads(line), str(layout.verify_history)))
         except (ValueError, AtlasError):
             continue
     return cycles
@@ -211,7 +180,8 @@ class MailNotifier:
 class Publisher:
     """Publishes each cycle everywhere it goes; journal and mail only on a change."""
 
-    where: ReportPaths = field(default_factory=ReportPaths)
+    layout: Layout = Layout()
+    history_cycles: int = HISTORY_CYCLES
     journal: JournalSink = send_to_journal
     notifier: Notifier | None = None
     interval_s: int = 120
@@ -220,17 +190,17 @@ class Publisher:
     update_lines: Callable[[str], list[str]] | None = None
 
     def publish(self, cycle: Cycle) -> list[Change]:
-        self.where.verify_dir.mkdir(parents=True, exist_ok=True)
-        previous = load_previous(self.where.latest)
+        self.layout.verify_dir.mkdir(parents=True, exist_ok=True)
+        previous = load_previous(self.layout.verify_latest)
         changed = changes(previous, cycle)
         for change in changed:
             self.journal(journal_entry(change))
-        save_latest(cycle, self.where)
-        append_history(cycle, self.where)
+        save_latest(cycle, self.layout)
+        append_history(cycle, self.layout, self.history_cycles)
         # The textfile and the page are views: one that cannot be written (no node-exporter
         # directory on a read-only /var/lib) must not cost the cycle its record or its mail.
         views: list[tuple[str, Callable[[], Path]]] = [
-            ("Prometheus textfile", lambda: textfile.write_textfile(cycle, self.where.textfile_dir)),
+            ("Prometheus textfile", lambda: textfile.write_textfile(cycle, self.layout.textfile_dir)),
             ("status page", lambda: self.write_page(cycle)),
         ]
         for view, write in views:
@@ -244,7 +214,7 @@ class Publisher:
 
     def write_page(self, cycle: Cycle | None) -> Path:
         try:
-            peer = load_cycle(self.where.peer_results)
+            peer = load_cycle(self.layout.peer_results)
         except AtlasError as err:
             logger.warning("leaving the peer off the status page: %s", err)
             peer = None
@@ -253,7 +223,7 @@ class Publisher:
         updates = self.update_lines(role) if self.update_lines is not None else []
         html = page.render_page(cycle, peer, host=host, role=role, now=self.now(),
                                 interval_s=self.interval_s, updates=updates)
-        return page.write_page(html, self.where.page_dir)
+        return page.write_page(html, self.layout.status_page_dir)
 
     def _notify(self, cycle: Cycle, changed: Sequence[Change]) -> None:
         assert self.notifier is not None
@@ -267,9 +237,9 @@ class Publisher:
                 fields={"ATLAS_ROLE": cycle.role, "ATLAS_HOST": cycle.host}))
 
 
-def summary_line(where: ReportPaths | None = None, now: dt.datetime | None = None) -> str:
+def summary_line(layout: Layout = Layout(), now: dt.datetime | None = None) -> str:
     """One line for `atlas status`: the last cycle's result and how long ago it ran."""
-    latest = (where or ReportPaths()).latest
+    latest = layout.verify_latest
     try:
         last = load_cycle(latest)
     except AtlasError as err:

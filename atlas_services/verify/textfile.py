@@ -51,7 +51,7 @@ def format_textfile(cycle: Cycle) -> str:
     return "\n".join(_lines(cycle)) + "\n"
 
 
-def write_textfile(cycle: Cycle, directory: Path = paths.TEXTFILE_DIR,
+def write_textfile(cycle: Cycle, directory: Path,
                    name: str = paths.VERIFY_TEXTFILE) -> Path:
     """Write atomically: node-exporter may read the directory at any moment."""
     directory.mkdir(parents=True, exist_ok=True)

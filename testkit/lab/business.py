@@ -17,6 +17,7 @@ from pathlib import Path
 import psycopg2
 
 from atlas_services import paths, proc
+from atlas_services.paths import Layout
 from testkit.lab.cluster import DOMAIN
 from testkit.lab.machine import Machine
 
@@ -27,7 +28,7 @@ MAIL_ADDRESS = f"{OWNER}@{DOMAIN}"
 OWNER_UID = 2001
 DB_NAME = "shop"
 PAGE = "drill.html"
-WEB_ROOT = paths.DATA_ROOT / paths.WEB_ROOT
+WEB_ROOT = Layout().data_root / paths.WEB_ROOT
 
 
 @dataclass

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from atlas_services import dataset, proc
+from atlas_services.roles import Role
 
 
 @contextlib.contextmanager
@@ -26,4 +27,4 @@ def attached(files: list[Path]) -> Iterator[list[Path]]:
 
 def provision(files: list[Path], role: str, cluster_dir: Path) -> None:
     with attached(files) as devices:
-        dataset.provision(dataset.plan(cluster_dir, role, devices, force=True))
+        dataset.provision(dataset.plan(cluster_dir, Role(role), devices, force=True))

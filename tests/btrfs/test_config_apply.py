@@ -11,10 +11,11 @@ from typing import Any
 import pytest
 
 from atlas_services.errors import Refused
+from atlas_services.paths import Layout
 from atlas_services.render import standard_context
 from atlas_services.store import apply
 from atlas_services.store.config import ConfigStore
-from testkit.trees import atlas, default_tree, fingerprint
+from testkit.trees import atlas, box_root, default_tree, fingerprint
 
 
 class RecordingManager:
@@ -57,7 +58,7 @@ def site(store: ConfigStore) -> Path:
 def test_apply_installs_the_rendered_files_and_reloads_their_service(
         store: ConfigStore, target: Path, tmp_path: Path) -> None:
     manager = RecordingManager()
-    result = apply.apply(store, target_root=target, context=context(tmp_path), manager=manager)
+    result = apply.apply(store, layout=Layout.under(target), context=context(tmp_path), manager=manager)
     conf = (target / "etc/nginx/conf.d/site.conf").read_text()
     assert "server_name shop1;  # role primary" in conf
     assert f"include {target}/etc/nginx/conf.d/*.conf;" in (target / "etc/nginx/nginx.conf").read_text()
@@ -67,10 +68,10 @@ def test_apply_installs_the_rendered_files_and_reloads_their_service(
 
 
 def test_a_second_apply_changes_and_reloads_nothing(store: ConfigStore, target: Path, tmp_path: Path) -> None:
-    apply.apply(store, target_root=target, context=context(tmp_path), manager=RecordingManager())
+    apply.apply(store, layout=Layout.under(target), context=context(tmp_path), manager=RecordingManager())
     before = fingerprint(target)
     manager = RecordingManager()
-    result = apply.apply(store, target_root=target, context=context(tmp_path), manager=manager)
+    result = apply.apply(store, layout=Layout.under(target), context=context(tmp_path), manager=manager)
     assert result.changed == [] and manager.calls == []
     assert fingerprint(target) == before
     # Installed files passed the checkers when installed; unchanged, they are not rerun.
@@ -79,11 +80,11 @@ def test_a_second_apply_changes_and_reloads_nothing(store: ConfigStore, target: 
 
 def test_only_the_service_whose_output_changed_is_reloaded(
         store: ConfigStore, target: Path, tmp_path: Path) -> None:
-    apply.apply(store, target_root=target, context=context(tmp_path), manager=RecordingManager())
+    apply.apply(store, layout=Layout.under(target), context=context(tmp_path), manager=RecordingManager())
     (store.work / "atlas.json").write_text('{"admin_email": "boss@example.com"}\n')
     store.commit("new admin address")
     manager = RecordingManager()
-    result = apply.apply(store, target_root=target, context=context(tmp_path), manager=manager)
+    result = apply.apply(store, layout=Layout.under(target), context=context(tmp_path), manager=manager)
     assert result.changed == ["etc/atlas/atlas.json"]
     assert manager.calls == []  # no business service reads atlas.json
 
@@ -93,11 +94,11 @@ def test_a_file_dropped_from_the_templates_is_removed(store: ConfigStore,
     extra = store.work / "templates/etc/nginx/conf.d/extra.conf"
     extra.write_text("# extra\n")
     store.commit("extra")
-    apply.apply(store, target_root=target, context=context(tmp_path), manager=RecordingManager())
+    apply.apply(store, layout=Layout.under(target), context=context(tmp_path), manager=RecordingManager())
     extra.unlink()
     store.commit("no extra")
     manager = RecordingManager()
-    result = apply.apply(store, target_root=target, context=context(tmp_path), manager=manager)
+    result = apply.apply(store, layout=Layout.under(target), context=context(tmp_path), manager=manager)
     assert result.removed == ["etc/nginx/conf.d/extra.conf"]
     assert not (target / "etc/nginx/conf.d/extra.conf").exists()
     assert manager.calls == [("reload", "nginx.service")]
@@ -105,31 +106,32 @@ def test_a_file_dropped_from_the_templates_is_removed(store: ConfigStore,
 
 def test_rendering_for_another_role_changes_the_output(store: ConfigStore,
                                                        target: Path, tmp_path: Path) -> None:
-    apply.apply(store, target_root=target, context=context(tmp_path, "secondary"), manager=RecordingManager())
+    apply.apply(store, layout=Layout.under(target), context=context(tmp_path, "secondary"),
+                manager=RecordingManager())
     assert "# role secondary" in (target / "etc/nginx/conf.d/site.conf").read_text()
 
 
 def test_check_only_changes_nothing(store: ConfigStore, target: Path, tmp_path: Path) -> None:
-    result = apply.apply(store, target_root=target, context=context(tmp_path), check_only=True)
+    result = apply.apply(store, layout=Layout.under(target), context=context(tmp_path), check_only=True)
     assert not result.applied and "etc/nginx/nginx.conf" in result.changed
     assert list(target.iterdir()) == []
 
 
 def test_a_missing_variable_is_refused_and_changes_nothing(
         store: ConfigStore, target: Path, tmp_path: Path) -> None:
-    apply.apply(store, target_root=target, context=context(tmp_path), manager=RecordingManager())
+    apply.apply(store, layout=Layout.under(target), context=context(tmp_path), manager=RecordingManager())
     site(store).write_text("# {{ no_such_variable }}\n")
     store.commit("typo")
     before = fingerprint(target)
     with pytest.raises(Refused, match="no_such_variable"):
-        apply.apply(store, target_root=target, context=context(tmp_path), manager=RecordingManager())
+        apply.apply(store, layout=Layout.under(target), context=context(tmp_path), manager=RecordingManager())
     assert fingerprint(target) == before
 
 
 def test_an_older_generation_can_be_applied(store: ConfigStore, target: Path, tmp_path: Path) -> None:
     site(store).write_text("# {{ role }} two\n")
     store.commit("two")
-    apply.apply(store, 1, target_root=target, context=context(tmp_path), manager=RecordingManager())
+    apply.apply(store, 1, layout=Layout.under(target), context=context(tmp_path), manager=RecordingManager())
     assert "server_name" in (target / "etc/nginx/conf.d/site.conf").read_text()
 
 
@@ -177,14 +179,14 @@ def test_each_checker_refuses_a_broken_file_and_nothing_changes(
     template.write_text(good)
     template.with_name(template.name + ".j2").unlink(missing_ok=True)
     store.commit(f"{service} as packaged")
-    apply.apply(store, target_root=target, context=context(tmp_path), manager=RecordingManager())
+    apply.apply(store, layout=Layout.under(target), context=context(tmp_path), manager=RecordingManager())
 
     template.write_text(good + broken)
     store.commit(f"broken {service}")
     before = fingerprint(target)
     manager = RecordingManager()
     with pytest.raises(apply.ValidationFailed) as refused:
-        apply.apply(store, target_root=target, context=context(tmp_path), manager=manager)
+        apply.apply(store, layout=Layout.under(target), context=context(tmp_path), manager=manager)
     assert refused.value.checker == checker
     assert refused.value.file == f"etc/{file}"
     assert f"etc/{file}" in str(refused.value) and checker in str(refused.value)
@@ -192,23 +194,22 @@ def test_each_checker_refuses_a_broken_file_and_nothing_changes(
 
 
 def test_cli_apply_checks_then_refuses_a_broken_config_in_one_line(store_fs: Path, tmp_path: Path) -> None:
-    store = ConfigStore(store_fs / "config")
+    store = ConfigStore(box_root(store_fs).config_store)
     store.init(default_tree(tmp_path / "default"))
-    # The CLI renders for this host's role (standby without /run/atlas/role.json).
+    # The CLI renders for the role below its root (standby without run/atlas/role.json).
     (store.work / "templates/etc/nginx/nginx.conf.j2").write_text(
         "error_log stderr;\npid {{ config_root }}/nginx.pid;\nevents {}\nhttp {}\n")
     store.commit("pid inside the rendered tree")
-    target = tmp_path / "root"
-    target.mkdir()
-    common = ["config", "--store", str(store.root), "apply", "--root", str(target)]
+    target = store_fs / "etc"
+    common = ["--root", str(store_fs), "config", "apply"]
     checked = atlas(*common, "--check", "--json")
     assert checked.returncode == 0, checked.stderr
     assert "etc/nginx/nginx.conf" in json.loads(checked.stdout)["changed"]
-    assert list(target.iterdir()) == []
+    assert not target.exists()
     (store.work / "templates/etc/nginx/nginx.conf.j2").write_text("events {}\nnot_a_directive;\n")
     store.commit("broken")
     refused = atlas(*common)
     assert refused.returncode == 1
     assert refused.stderr.startswith("atlas: nginx refused etc/nginx/nginx.conf: ")
     assert refused.stderr.count("\n") == 1
-    assert list(target.iterdir()) == []
+    assert not target.exists()

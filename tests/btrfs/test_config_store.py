@@ -8,9 +8,10 @@ from pathlib import Path
 import pytest
 
 from atlas_services.errors import Refused
+from atlas_services.paths import Layout
 from atlas_services.store import subvol
 from atlas_services.store.config import META_FILE, ConfigStore
-from testkit.trees import atlas, default_tree, fingerprint
+from testkit.trees import atlas, box_root, default_tree, fingerprint
 
 
 @pytest.fixture
@@ -130,35 +131,36 @@ def test_store_not_on_btrfs_is_refused(tmp_path: Path) -> None:
 
 
 def test_cli_round_trip(store_fs: Path, tmp_path: Path) -> None:
-    root = str(store_fs / "config")
+    layout, root = box_root(store_fs), str(store_fs)
     tree = default_tree(tmp_path / "default")
-    assert atlas("config", "--store", root, "init", "--default-tree", str(tree)).returncode == 0
-    (store_fs / "config/work/atlas.json").write_text('{"sync_interval_s": 60}\n')
-    committed = atlas("config", "--store", root, "commit", "-m", "sync every minute", "--json")
+    assert atlas("--root", root, "config", "init", "--default-tree", str(tree)).returncode == 0
+    (layout.config_store / "work/atlas.json").write_text('{"sync_interval_s": 60}\n')
+    committed = atlas("--root", root, "config", "commit", "-m", "sync every minute", "--json")
     assert committed.returncode == 0, committed.stderr
     assert json.loads(committed.stdout)["number"] == 2
-    log = json.loads(atlas("config", "--store", root, "log", "--json").stdout)
+    log = json.loads(atlas("--root", root, "config", "log", "--json").stdout)
     assert [g["number"] for g in log] == [2, 1]
-    diff = atlas("config", "--store", root, "diff", "1", "2")
+    diff = atlas("--root", root, "config", "diff", "1", "2")
     assert '+{"sync_interval_s": 60}' in diff.stdout
-    show = json.loads(atlas("config", "--store", root, "show", "2", "--json").stdout)
+    show = json.loads(atlas("--root", root, "config", "show", "2", "--json").stdout)
     assert "atlas.json" in show["files"] and show["message"] == "sync every minute"
-    assert "sync every minute" in atlas("config", "--store", root, "log").stdout
-    assert atlas("config", "--store", root, "rollback", "1").returncode == 0
-    assert atlas("config", "--store", root, "diff", "1", "3", "--json").stdout.count('"path"') == 0
+    assert "sync every minute" in atlas("--root", root, "config", "log").stdout
+    assert atlas("--root", root, "config", "rollback", "1").returncode == 0
+    assert atlas("--root", root, "config", "diff", "1", "3", "--json").stdout.count('"path"') == 0
 
 
 def test_cli_refusals_are_one_line_with_exit_2(store_fs: Path, tmp_path: Path) -> None:
-    root = str(store_fs / "config")
-    atlas("config", "--store", root, "init", "--default-tree", str(default_tree(tmp_path / "d")))
+    box_root(store_fs)
+    root = str(store_fs)
+    atlas("--root", root, "config", "init", "--default-tree", str(default_tree(tmp_path / "d")))
     for args in (["show", "5"], ["rollback", "5"], ["commit", "-m", "empty"], ["diff", "0"]):
-        result = atlas("config", "--store", root, *args)
+        result = atlas("--root", root, "config", *args)
         assert result.returncode == 2, (args, result.stderr)
         assert result.stderr.count("\n") == 1 and result.stderr.startswith("atlas: ")
 
 
 def test_init_on_a_non_btrfs_place_can_be_skipped_cleanly(tmp_path: Path) -> None:
-    result = atlas("config", "--store", str(tmp_path / "config"), "init", "--skip-if-not-btrfs",
+    result = atlas("--root", str(tmp_path), "config", "init", "--skip-if-not-btrfs",
                    "--default-tree", str(default_tree(tmp_path / "d")))
     assert result.returncode == 0 and "not on btrfs" in result.stderr
-    assert not (tmp_path / "config").exists()
+    assert not Layout.under(tmp_path).config_store.exists()

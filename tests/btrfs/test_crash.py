@@ -16,7 +16,7 @@ import pytest
 from atlas_services.store import bundle, subvol
 from atlas_services.store.config import ConfigStore
 from atlas_services.store.modules import ModuleStore
-from testkit.trees import REPO, TEST_KEY, TEST_PUB, atlas, default_tree
+from testkit.trees import REPO, TEST_KEY, TEST_PUB, atlas, box_root, default_tree
 
 
 def killed_at(point: str, *args: str) -> None:
@@ -34,16 +34,16 @@ def assert_consistent(store: ConfigStore) -> None:
 
 @pytest.mark.parametrize("point", ["commit-snapshot", "commit-meta", "commit-readonly", "commit-rename"])
 def test_kill_during_commit_leaves_old_or_new_history(store_fs: Path, tmp_path: Path, point: str) -> None:
-    store = ConfigStore(store_fs / "config")
+    store = ConfigStore(box_root(store_fs).config_store)
     store.init(default_tree(tmp_path / "default"))
     (store.work / "note.txt").write_text("two\n")
-    killed_at(point, "config", "--store", str(store.root), "commit", "-m", "two")
+    killed_at(point, "--root", str(store_fs), "config", "commit", "-m", "two")
     assert_consistent(store)
     expected = [1, 2] if point == "commit-rename" else [1]
     assert store.generations() == expected
     # The next command works and cleans up what the dead one left.
     (store.work / "note.txt").write_text("three\n")
-    result = atlas("config", "--store", str(store.root), "commit", "-m", "three", "--json")
+    result = atlas("--root", str(store_fs), "config", "commit", "-m", "three", "--json")
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["number"] == expected[-1] + 1
     assert [p.name for p in store.generations_dir.iterdir() if p.name.startswith(".")] == []
@@ -52,7 +52,7 @@ def test_kill_during_commit_leaves_old_or_new_history(store_fs: Path, tmp_path: 
 
 def test_random_kills_during_commits_of_a_large_tree_never_show_half_a_generation(
         store_fs: Path, tmp_path: Path) -> None:
-    store = ConfigStore(store_fs / "config")
+    store = ConfigStore(box_root(store_fs).config_store)
     store.init(default_tree(tmp_path / "default"))
     for n in range(2000):
         (store.work / f"f{n // 100}").mkdir(exist_ok=True)
@@ -72,7 +72,7 @@ def test_random_kills_during_commits_of_a_large_tree_never_show_half_a_generatio
             # a generation is the whole tree or is not there at all
             assert sum(1 for _ in (store.path(gen)).rglob("*.txt")) == 2001
     (store.work / "note.txt").write_text("after")
-    assert atlas("config", "--store", str(store.root), "commit", "-m", "after").returncode == 0
+    assert atlas("--root", str(store_fs), "config", "commit", "-m", "after").returncode == 0
 
 
 def make_bundle(tmp_path: Path, version: str) -> Path:
@@ -88,10 +88,10 @@ def make_bundle(tmp_path: Path, version: str) -> Path:
 
 @pytest.mark.parametrize("point", ["install-created", "install-extracted", "install-readonly"])
 def test_kill_during_install_leaves_no_half_version(store_fs: Path, tmp_path: Path, point: str) -> None:
-    store = ModuleStore(store_fs / "modules", formats_file=store_fs / "formats.json")
+    layout = box_root(store_fs)
+    store = ModuleStore(layout.module_store, layout.formats_file)
     archive = make_bundle(tmp_path, "1.0.0")
-    common = ["module", "--store", str(store.root), "--vendor-key", str(TEST_PUB),
-              "--formats-file", str(store.formats_file)]
+    common = ["--root", str(store_fs), "module"]
     killed_at(point, *common, "install", str(archive))
     assert store.versions("demo") == []
     assert json.loads(atlas(*common, "list", "--json").stdout) == []
@@ -102,12 +102,12 @@ def test_kill_during_install_leaves_no_half_version(store_fs: Path, tmp_path: Pa
 
 
 def test_kill_during_select_keeps_a_valid_selection(store_fs: Path, tmp_path: Path) -> None:
-    store = ModuleStore(store_fs / "modules", formats_file=store_fs / "formats.json")
+    layout = box_root(store_fs)
+    store = ModuleStore(layout.module_store, layout.formats_file)
     store.install(make_bundle(tmp_path / "a", "1.0.0"), None, TEST_PUB)
     store.install(make_bundle(tmp_path / "b", "2.0.0"), None, TEST_PUB)
     store.select("demo", "1.0.0")
-    common = ["module", "--store", str(store.root), "--vendor-key", str(TEST_PUB),
-              "--formats-file", str(store.formats_file)]
+    common = ["--root", str(store_fs), "module"]
     killed_at("select-previous", *common, "select", "demo", "2.0.0")
     assert store.selected("demo") == "1.0.0"
     assert atlas(*common, "select", "demo", "2.0.0").returncode == 0
@@ -115,11 +115,11 @@ def test_kill_during_select_keeps_a_valid_selection(store_fs: Path, tmp_path: Pa
 
 
 def test_kill_during_init_leaves_a_store_the_next_init_completes(store_fs: Path, tmp_path: Path) -> None:
-    root = store_fs / "config"
+    root = box_root(store_fs).config_store
     tree = default_tree(tmp_path / "default")
-    killed_at("init-work", "config", "--store", str(root), "init", "--default-tree", str(tree))
+    killed_at("init-work", "--root", str(store_fs), "config", "init", "--default-tree", str(tree))
     store = ConfigStore(root)
     assert store.generations() == [] and not store.work.exists()
-    assert atlas("config", "--store", str(root), "init", "--default-tree", str(tree)).returncode == 0
+    assert atlas("--root", str(store_fs), "config", "init", "--default-tree", str(tree)).returncode == 0
     assert store.generations() == [1] and (store.work / "atlas.json").exists()
     assert sorted(p.name for p in root.iterdir()) == [".lock", "generations", "work"]

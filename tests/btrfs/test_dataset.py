@@ -26,7 +26,7 @@ def atlas(*args: str) -> subprocess.CompletedProcess[str]:
                           capture_output=True, text=True, check=False)
 
 
-def provision(cluster_dir: Path, role: str, devices: list[Path], force: bool = False) -> None:
+def provision(cluster_dir: Path, role: Role, devices: list[Path], force: bool = False) -> None:
     dataset.provision(dataset.plan(cluster_dir, role, devices, force))
 
 
@@ -53,7 +53,7 @@ def test_raid1_primary_set_is_detected_with_its_identity(
         loop_disks: LoopDisks, make_cluster: Callable[..., Path]) -> None:
     cluster_dir = make_cluster()
     disks = loop_disks.make(2)
-    provision(cluster_dir, "primary", disks)
+    provision(cluster_dir, Role.PRIMARY, disks)
     decision = decide_on(disks)
     assert decision.role is Role.PRIMARY and not decision.degraded
     assert decision.volume is not None
@@ -66,7 +66,7 @@ def test_data_set_carries_role_secrets_private(loop_disks: LoopDisks,
                                                 make_cluster: Callable[..., Path]) -> None:
     cluster_dir = make_cluster()
     disks = loop_disks.make(2)
-    provision(cluster_dir, "secondary", disks)
+    provision(cluster_dir, Role.SECONDARY, disks)
     with dataset.mounted(disks, readonly=True) as root:
         secrets = dataset.secrets(root)
         assert stat.S_IMODE(secrets.stat().st_mode) == 0o700
@@ -81,14 +81,14 @@ def test_data_set_carries_role_secrets_private(loop_disks: LoopDisks,
 
 def test_single_disk_set(loop_disks: LoopDisks, make_cluster: Callable[..., Path]) -> None:
     disks = loop_disks.make(1)
-    provision(make_cluster(), "secondary", disks)
+    provision(make_cluster(), Role.SECONDARY, disks)
     assert decide_on(disks).role is Role.SECONDARY
 
 
 def test_raid1_with_a_member_missing_boots_degraded(loop_disks: LoopDisks,
                                                     make_cluster: Callable[..., Path]) -> None:
     disks = loop_disks.make(2)
-    provision(make_cluster(), "primary", disks)
+    provision(make_cluster(), Role.PRIMARY, disks)
     loop_disks.detach(disks[1])
     subprocess.run(["btrfs", "device", "scan", "--forget"], check=False)
     before = loop_disks.digest(disks[:1])
@@ -104,7 +104,7 @@ def test_raid1_with_a_member_missing_boots_degraded(loop_disks: LoopDisks,
 def test_foreign_cluster_is_refused_and_untouched(loop_disks: LoopDisks,
                                                   make_cluster: Callable[..., Path]) -> None:
     disks = loop_disks.make(2)
-    provision(make_cluster(), "primary", disks)
+    provision(make_cluster(), Role.PRIMARY, disks)
     before = loop_disks.digest(disks)
     decision = decide_on(disks, known="99999999-9999-4999-8999-999999999999")
     assert (decision.role, decision.reason) == (Role.REFUSED, Reason.FOREIGN_CLUSTER)
@@ -125,7 +125,7 @@ def test_unusable_volume_json_is_refused_and_untouched(
         loop_disks: LoopDisks, make_cluster: Callable[..., Path], content: str,
         reason: Reason) -> None:
     disks = loop_disks.make(2)
-    provision(make_cluster(), "primary", disks)
+    provision(make_cluster(), Role.PRIMARY, disks)
     corrupt(disks, content)
     before = loop_disks.digest(disks)
     decision = decide_on(disks)
@@ -137,8 +137,8 @@ def test_two_data_sets_are_refused(loop_disks: LoopDisks,
                                    make_cluster: Callable[..., Path]) -> None:
     cluster_dir = make_cluster()
     first, second = loop_disks.make(1), loop_disks.make(1)
-    provision(cluster_dir, "primary", first)
-    provision(cluster_dir, "secondary", second)
+    provision(cluster_dir, Role.PRIMARY, first)
+    provision(cluster_dir, Role.SECONDARY, second)
     decision = decide_on(first + second)
     assert (decision.role, decision.reason) == (Role.REFUSED, Reason.TWO_DATASETS)
 
@@ -150,7 +150,7 @@ def test_no_data_set_is_standby(loop_disks: LoopDisks) -> None:
 def test_role_detect_cli_prints_json(loop_disks: LoopDisks,
                                      make_cluster: Callable[..., Path]) -> None:
     disks = loop_disks.make(1)
-    provision(make_cluster(), "secondary", disks)
+    provision(make_cluster(), Role.SECONDARY, disks)
     result = atlas("role", "detect", "--json", "--no-address-check", "--device", str(disks[0]))
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["role"] == "secondary"
@@ -175,14 +175,14 @@ def test_force_erases_a_foreign_file_system(loop_disks: LoopDisks,
                                             make_cluster: Callable[..., Path]) -> None:
     disks = loop_disks.make(2)
     subprocess.run(["mkfs.btrfs", "-q", "-L", "customer-data", str(disks[0])], check=True)
-    provision(make_cluster(), "primary", disks, force=True)
+    provision(make_cluster(), Role.PRIMARY, disks, force=True)
     assert decide_on(disks).role is Role.PRIMARY
 
 
 def test_other_clusters_data_set_is_refused_even_with_force(
         loop_disks: LoopDisks, make_cluster: Callable[..., Path]) -> None:
     disks = loop_disks.make(2)
-    provision(make_cluster("old"), "primary", disks)
+    provision(make_cluster("old"), Role.PRIMARY, disks)
     before = loop_disks.digest(disks)
     with pytest.raises(Refused, match="holds a data set of cluster"):
         dataset.plan(make_cluster("new"), Role.PRIMARY, disks, force=True)

@@ -12,7 +12,7 @@ import pytest
 from atlas_services.errors import Refused
 from atlas_services.store import bundle, subvol
 from atlas_services.store.modules import ModuleStore
-from testkit.trees import OTHER_KEY, TEST_KEY, TEST_PUB, atlas, fingerprint
+from testkit.trees import OTHER_KEY, TEST_KEY, TEST_PUB, atlas, box_root, fingerprint
 
 
 def make_bundle(tmp_path: Path, version: str, *, reads: tuple[int, ...] = (1,), writes: int = 1,
@@ -168,8 +168,8 @@ def test_readers_never_see_a_missing_selection_while_select_runs(store: ModuleSt
 
 
 def test_cli_install_list_select_and_refusals(store_fs: Path, tmp_path: Path) -> None:
-    common = ["module", "--store", str(store_fs / "modules"), "--vendor-key", str(TEST_PUB),
-              "--formats-file", str(store_fs / "formats.json")]
+    box_root(store_fs)
+    common = ["--root", str(store_fs), "module"]
     archive = make_bundle(tmp_path, "1.0.0")
     assert atlas(*common, "install", str(archive), "--select").returncode == 0
     listed = json.loads(atlas(*common, "list", "--json").stdout)

@@ -17,9 +17,10 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from atlas_services import paths, proc
+from atlas_services.paths import Layout
 from atlas_services.verify import account, report
 from atlas_services.verify.model import Cycle, Status
-from atlas_services.verify.report import JournalEntry, ReportPaths
+from atlas_services.verify.report import JournalEntry
 from atlas_services.verify.runner import GRACE_S
 from testkit.services import FAULTS, Fault, ServiceStack
 
@@ -210,7 +211,7 @@ def test_verifier_mail_login_sees_only_its_own_mailbox(services: ServiceStack) -
 
 def test_textfile_parses_as_prometheus_text_format(services: ServiceStack) -> None:
     services.cycle()
-    text = (services.report_paths.textfile_dir / paths.VERIFY_TEXTFILE).read_text()
+    text = (services.layout.textfile_dir / paths.VERIFY_TEXTFILE).read_text()
     families = {f.name: f for f in text_string_to_metric_families(text)}
     ok = families["atlas_probe_ok"]
     assert {s.labels["service"] for s in ok.samples} >= set(SERVICE_PROBES)
@@ -240,7 +241,7 @@ def test_status_page_is_served_read_only_by_nginx(services: ServiceStack, artifa
 
 
 def test_status_page_shows_failures_and_the_peer(services: ServiceStack, artifacts_dir: Path) -> None:
-    where = services.report_paths
+    where = services.layout
     peer = services.cycle()
     peer_json = peer.to_json() | {"host": "atlas-peer", "role": "secondary"}
     where.peer_results.parent.mkdir(parents=True, exist_ok=True)
@@ -278,7 +279,7 @@ def test_each_state_change_makes_one_journal_entry_and_one_mail(services: Servic
                                                                   tmp_path: Path) -> None:
     services.add_mail_user("admin@atlas.test", "admin-password")
     entries: list[JournalEntry] = []
-    publisher = services.publisher(notify_to="admin@atlas.test", where=ReportPaths.under(tmp_path),
+    publisher = services.publisher(notify_to="admin@atlas.test", layout=Layout.under(tmp_path),
                                    journal=entries.append)
     canary = next(f for f in FAULTS if f.name == "canary-changed")
     assert_all_ok(services.cycle(publisher))
@@ -299,8 +300,8 @@ def test_each_state_change_makes_one_journal_entry_and_one_mail(services: Servic
 
 
 def test_history_is_bounded(services: ServiceStack, tmp_path: Path) -> None:
-    where = ReportPaths.under(tmp_path, history_cycles=3)
-    publisher = services.publisher(where=where)
+    layout = Layout.under(tmp_path)
+    publisher = services.publisher(layout=layout, history_cycles=3)
     cycles = [services.cycle(publisher) for _ in range(5)]
-    kept = report.load_history(where)
+    kept = report.load_history(layout)
     assert [c.to_json() for c in kept] == [c.to_json() for c in cycles[-3:]]

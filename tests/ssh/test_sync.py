@@ -26,13 +26,13 @@ def test_first_sync_mirrors_the_primarys_generations_modules_and_selections(pair
     result = pair.sync()
 
     assert result.status == "ok", result.last_error
-    assert generation_ids(pair.secondary.root / "config") == generation_ids(pair.primary.root / "config")
+    assert generation_ids(pair.secondary.config.root) == generation_ids(pair.primary.config.root)
     assert pair.secondary.modules.versions("demo") == ["1.0", "2.0"]
     assert pair.secondary.modules.selected("demo") == "2.0"
     assert pair.applied == [3]
     assert (pair.tmp / "secondary-etc/etc/motd").read_text() == "third secondary\n"
     assert (pair.secondary.config.work / "templates/etc/motd.j2").read_text() == "third {{ role }}\n"
-    recorded = state.read(pair.layout.state_file)
+    recorded = state.read(pair.layout.sync_state)
     assert recorded.last_success is not None and recorded.primary_generations == (1, 2, 3)
     assert recorded.secondary_generations == (1, 2, 3) and recorded.applied_generation == 3
 
@@ -71,13 +71,13 @@ def test_primarys_verifier_results_are_kept_as_peer_results(pair: Pair) -> None:
 
 def test_a_trial_the_primary_does_not_stage_is_ended(pair: Pair) -> None:
     pair.secondary.install(make_bundle(pair.tmp / "s", "3.0"), select=True)
-    staged.mark_staged("demo", "3.0", pair.layout.staged_dir)
+    staged.mark_staged("demo", "3.0", pair.layout.trial_marks)
     pair.primary.install(make_bundle(pair.tmp / "p", "2.0"), select=True)
 
     result = pair.sync()
 
     assert result.status == "ok", result.last_error
-    assert staged.staged_modules(pair.layout.staged_dir) == {}
+    assert staged.staged_modules(pair.layout.trial_marks) == {}
     assert pair.secondary.modules.selected("demo") == "2.0"
     assert any("trial of 3.0 ended" in note for note in result.notes)
 
@@ -87,7 +87,7 @@ def test_a_primary_that_cannot_say_what_it_stages_leaves_the_trial_alone(pair: P
     pair.primary.update_record.parent.mkdir(parents=True)
     pair.primary.update_record.write_text("{ damaged")
     pair.secondary.install(make_bundle(pair.tmp / "s", "3.0"), select=True)
-    staged.mark_staged("demo", "3.0", pair.layout.staged_dir)
+    staged.mark_staged("demo", "3.0", pair.layout.trial_marks)
     pair.primary.install(make_bundle(pair.tmp / "p", "2.0"), select=True)
 
     result = pair.sync()
@@ -108,7 +108,7 @@ def test_secondary_generations_the_primary_lacks_are_superseded(pair: Pair) -> N
 
     assert result.status == "ok", result.last_error
     assert result.secondary_generations == (1,)
-    assert generation_ids(pair.secondary.root / "config") == generation_ids(pair.primary.root / "config")
+    assert generation_ids(pair.secondary.config.root) == generation_ids(pair.primary.config.root)
     assert any("superseded" in note for note in result.notes)
 
 
@@ -141,4 +141,4 @@ def test_sync_refuses_to_run_on_the_primary(pair: Pair) -> None:
     result = pair.cli("--now")
     assert result.returncode == 2
     assert "not the secondary" in result.stderr
-    assert not pair.layout.state_file.exists()
+    assert not pair.layout.sync_state.exists()

@@ -18,10 +18,7 @@ def nginx_version() -> str:
 def with_roots(pair: Pair, *, kernel: str | None = None,
                package_versions: dict[str, str] | None = None) -> None:
     """Both servers read their facts below a copy of this host's; the primary's changed."""
-    pair.system_roots["secondary"] = fake_system_root(pair.tmp / "root-secondary")
-    pair.system_roots["primary"] = fake_system_root(pair.tmp / "root-primary", kernel=kernel,
-                                                    package_versions=package_versions)
-    pair.authorize()
+    fake_system_root(pair.primary.root, kernel=kernel, package_versions=package_versions)
 
 
 def item(items: tuple[DriftItem, ...], name: str) -> DriftItem:
@@ -66,7 +63,7 @@ def test_a_missing_module_version_is_reported_before_the_sync_installs_it(pair: 
     assert drift["selection demo"]["class"] == "incompatible"
     assert report["fetch_modules"] == [{"module": "demo", "version": "2.0", "parent": None}]
     assert pair.secondary.modules.versions("demo") == ["1.0"]  # --check changed nothing
-    assert not pair.layout.state_file.exists()
+    assert not pair.layout.sync_state.exists()
 
     result = pair.sync()
     assert result.status == "ok", result.last_error

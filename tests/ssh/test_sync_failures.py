@@ -37,17 +37,17 @@ def assert_in_sync(pair: Pair) -> None:
 
 def test_a_sync_killed_midstream_keeps_the_last_good_state_and_the_next_completes(pair: Pair) -> None:
     assert pair.sync().status == "ok"
-    before = state.read(pair.layout.state_file)
+    before = state.read(pair.layout.sync_state)
     big_generation(pair)
 
     killed = pair.cli("--now", env={"ATLAS_CRASHPOINT": "sync-receive"})
 
     assert killed.returncode == -9
     assert pair.secondary.config.generations() == [1]
-    assert state.read(pair.layout.state_file).last_success == before.last_success
+    assert state.read(pair.layout.sync_state).last_success == before.last_success
     assert pair.cli("status").stdout.startswith("sync      interrupted — last success")
     assert_in_sync(pair)
-    assert not (pair.layout.lock_file.parent / "connection").exists()  # the next sync cleared it
+    assert not (pair.layout.sync_connection).exists()  # the next sync cleared it
 
 
 def test_a_first_sync_killed_while_replacing_a_generation_puts_it_back(pair: Pair) -> None:
@@ -172,12 +172,11 @@ def test_a_full_disk_on_the_secondary_keeps_the_last_good_state(pair: Pair) -> N
     assert_in_sync(pair)
 
 
-def test_a_secondary_without_its_data_set_records_why(pair: Pair, tmp_path: Path) -> None:
-    empty = tmp_path / "no-data-set"
-    empty.mkdir()
-    result = pair.cli("--data-root", str(empty), "--now")
+def test_a_secondary_without_its_data_set_records_why(pair: Pair) -> None:
+    pair.secondary.data.rename(pair.secondary.data.with_name("not-mounted"))
+    result = pair.cli("--now")
     assert result.returncode == 1
     assert "no data set" in result.stderr
-    recorded = state.read(pair.layout.state_file)
+    recorded = state.read(pair.layout.sync_state)
     assert recorded.status == "failed" and recorded.error_kind == Kind.SETUP
     assert recorded.last_attempt is not None

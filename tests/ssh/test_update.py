@@ -15,7 +15,8 @@ from testkit.updatepair import UpdatePair, make_bundle
 
 
 def stage_two(up: UpdatePair, version: str = "2.0") -> primary.Staged:
-    return primary.stage(up.primary_layout, make_bundle(up.pair.tmp / "b", version), None)
+    bundle = make_bundle(up.pair.tmp / "b", version)
+    return primary.stage(up.primary_layout, bundle, None, secondary=up.secondary)
 
 
 def sync_ok(up: UpdatePair) -> state.SyncState:
@@ -51,7 +52,7 @@ def test_the_secondarys_sync_selects_the_staged_version_there_only(up: UpdatePai
     stage_two(up)
     result = sync_ok(up)
     assert selected(up) == ("1.0", "2.0")
-    mark = staged.staged_marks(up.trial_layout.staged_dir)["demo"]
+    mark = staged.staged_marks(up.trial_layout.trial_marks)["demo"]
     assert mark.version == "2.0" and mark.since is not None
     assert any("selected for its trial" in note for note in result.notes)
 
@@ -69,10 +70,10 @@ def test_the_staged_selection_is_compatible_drift_and_the_secondary_stays_green(
 def test_the_secondary_keeps_its_trial_over_later_syncs(up: UpdatePair) -> None:
     stage_two(up)
     sync_ok(up)
-    since = staged.staged_marks(up.trial_layout.staged_dir)["demo"].since
+    since = staged.staged_marks(up.trial_layout.trial_marks)["demo"].since
     sync_ok(up)
     assert selected(up) == ("1.0", "2.0")
-    assert staged.staged_marks(up.trial_layout.staged_dir)["demo"].since == since
+    assert staged.staged_marks(up.trial_layout.trial_marks)["demo"].since == since
 
 
 def test_stage_is_refused_on_the_secondary(up: UpdatePair) -> None:
@@ -94,7 +95,7 @@ def test_stage_refuses_a_bundle_whose_signature_does_not_verify(up: UpdatePair) 
 
 
 def test_stage_refuses_a_version_that_cannot_read_the_secondarys_formats(up: UpdatePair) -> None:
-    (up.pair.secondary.root / "formats.json").write_text('{"state": 2}\n')
+    up.secondary_layout.formats_file.write_text('{"state": 2}\n')
     with pytest.raises(Refused, match="cannot read the secondary's state 2"):
         stage_two(up)
     assert up.pair.primary.modules.versions("demo") == ["1.0"]
@@ -103,9 +104,9 @@ def test_stage_refuses_a_version_that_cannot_read_the_secondarys_formats(up: Upd
 def test_stage_refuses_a_one_way_version_unless_told(up: UpdatePair) -> None:
     newer = make_bundle(up.pair.tmp / "b", "2.0", reads=(1, 2), writes=2)
     with pytest.raises(Refused, match="rollback would be refused"):
-        primary.stage(up.primary_layout, newer, None)
+        primary.stage(up.primary_layout, newer, None, secondary=up.secondary)
     assert up.pair.primary.modules.versions("demo") == ["1.0"]
-    result = primary.stage(up.primary_layout, newer, None, one_way=True)
+    result = primary.stage(up.primary_layout, newer, None, one_way=True, secondary=up.secondary)
     assert result.update.one_way
 
 
@@ -121,7 +122,7 @@ def test_a_second_stage_of_the_same_module_is_refused(up: UpdatePair) -> None:
 def test_promote_is_refused_before_the_secondary_took_the_version(up: UpdatePair) -> None:
     stage_two(up)
     with pytest.raises(Refused, match=r"has not taken demo 2\.0 on trial yet"):
-        primary.promote(up.primary_layout)
+        primary.promote(up.primary_layout, secondary=up.secondary)
     assert selected(up) == ("1.0", "1.0")
 
 
@@ -137,7 +138,7 @@ def test_promote_is_refused_when_the_newest_cycle_is_red(up: UpdatePair) -> None
     on_trial(up, cycles=3)
     up.cycle(green=False)
     with pytest.raises(Refused, match=r"0 of the 3 .* was failed"):
-        primary.promote(up.primary_layout)
+        primary.promote(up.primary_layout, secondary=up.secondary)
     assert selected(up) == ("1.0", "2.0")
 
 
@@ -147,14 +148,14 @@ def test_a_red_cycle_restarts_the_count(up: UpdatePair) -> None:
     up.cycle()
     up.cycle()
     with pytest.raises(Refused, match="2 of the 3"):
-        primary.promote(up.primary_layout)
+        primary.promote(up.primary_layout, secondary=up.secondary)
 
 
 def test_promote_is_refused_when_the_secondary_cannot_be_asked(up: UpdatePair) -> None:
     on_trial(up, cycles=3)
     up.door.stop()
     with pytest.raises(Refused, match="cannot be confirmed"):
-        primary.promote(up.primary_layout)
+        primary.promote(up.primary_layout, secondary=up.secondary)
     assert selected(up) == ("1.0", "2.0")
 
 
@@ -170,9 +171,9 @@ def test_promote_selects_the_version_on_the_primary_once_green(up: UpdatePair) -
 
 def test_after_promotion_the_secondary_ends_its_trial_and_mirrors_again(up: UpdatePair) -> None:
     on_trial(up, cycles=3)
-    primary.promote(up.primary_layout)
+    primary.promote(up.primary_layout, secondary=up.secondary)
     result = sync_ok(up)
-    assert staged.staged_marks(up.trial_layout.staged_dir) == {}
+    assert staged.staged_marks(up.trial_layout.trial_marks) == {}
     assert selected(up) == ("2.0", "2.0")
     assert next(d for d in result.drift if d.item.startswith("module")).klass == "equal"
 
@@ -180,7 +181,7 @@ def test_after_promotion_the_secondary_ends_its_trial_and_mirrors_again(up: Upda
 def test_the_required_cycles_are_a_setting(up: UpdatePair) -> None:
     up.set_settings(promote_green_cycles=1)
     on_trial(up, cycles=1)
-    primary.promote(up.primary_layout)
+    primary.promote(up.primary_layout, secondary=up.secondary)
     assert selected(up) == ("2.0", "2.0")
 
 
@@ -190,7 +191,7 @@ def test_staging_the_same_version_again_starts_a_new_trial(up: UpdatePair) -> No
     stage_two(up)  # installed already: staged again without installing
     sync_ok(up)
     with pytest.raises(Refused, match="0 of the 3"):
-        primary.promote(up.primary_layout)
+        primary.promote(up.primary_layout, secondary=up.secondary)
 
 
 # ---------------------------------------------------------------- rollback and abort
@@ -198,7 +199,7 @@ def test_staging_the_same_version_again_starts_a_new_trial(up: UpdatePair) -> No
 
 def test_rollback_after_promotion_reselects_the_previous_version_on_both(up: UpdatePair) -> None:
     on_trial(up, cycles=3)
-    primary.promote(up.primary_layout)
+    primary.promote(up.primary_layout, secondary=up.secondary)
     sync_ok(up)
 
     result = up.cli("rollback")
@@ -219,7 +220,7 @@ def test_rollback_of_a_version_on_trial_returns_the_secondary_to_the_primarys(up
     assert selected(up) == ("1.0", "2.0")
     sync_ok(up)
     assert selected(up) == ("1.0", "1.0")
-    assert staged.staged_marks(up.trial_layout.staged_dir) == {}
+    assert staged.staged_marks(up.trial_layout.trial_marks) == {}
 
 
 def test_abort_drops_the_staged_version_from_the_secondary(up: UpdatePair) -> None:
@@ -229,7 +230,7 @@ def test_abort_drops_the_staged_version_from_the_secondary(up: UpdatePair) -> No
     sync_ok(up)
     assert selected(up) == ("1.0", "1.0")
     with pytest.raises(Refused, match="no update is staged"):
-        primary.promote(up.primary_layout)
+        primary.promote(up.primary_layout, secondary=up.secondary)
 
 
 def test_abort_with_nothing_staged_is_refused(up: UpdatePair) -> None:
@@ -261,6 +262,6 @@ def test_status_on_the_secondary_shows_its_trial(up: UpdatePair) -> None:
 
 def test_the_secondarys_status_page_shows_its_trial(up: UpdatePair) -> None:
     on_trial(up, cycles=2)
-    html = (up.pair.tmp / "www/index.html").read_text()
+    html = (up.secondary_layout.status_page_dir / "index.html").read_text()
     assert "demo 2.0 on trial on this server since" in html and "2 of 3 green cycle(s)" in html
     assert "ran demo 2.0" in html

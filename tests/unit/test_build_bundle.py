@@ -8,8 +8,8 @@ import pytest
 
 import atlas_services
 import build
-from atlas_services import paths
 from atlas_services.errors import Refused
+from atlas_services.paths import Layout
 from atlas_services.store import bundle
 
 KEYS = Path(__file__).resolve().parent.parent / "keys"
@@ -17,8 +17,8 @@ KEYS = Path(__file__).resolve().parent.parent / "keys"
 
 def test_the_staged_bundle_verifies_against_the_staged_vendor_key(tmp_path: Path) -> None:
     archive = build.stage_bundle(tmp_path, KEYS / "test-signing.key", epoch=1700000000)
-    assert archive.parent == tmp_path / paths.IMAGE_BUNDLES.relative_to("/")
-    vendor = tmp_path / paths.VENDOR_KEY.relative_to("/")
+    assert archive.parent == Layout.under(tmp_path).image_bundles
+    vendor = Layout.under(tmp_path).vendor_key
     verified = bundle.read_bundle(archive, None, vendor)
     manifest = verified.manifest
     assert (manifest.name, manifest.version) == ("atlas_services", atlas_services.__version__)

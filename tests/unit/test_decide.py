@@ -13,7 +13,7 @@ CLUSTER = "11111111-1111-4111-8111-111111111111"
 OTHER_CLUSTER = "22222222-2222-4222-8222-222222222222"
 
 
-def vol(role: str = "primary", cluster: str = CLUSTER) -> Volume:
+def vol(role: Role = Role.PRIMARY, cluster: str = CLUSTER) -> Volume:
     ident = Identity(hostname="shop1", address="192.168.1.10/24", gateway="192.168.1.1",
                      dns=("192.168.1.1",), interface="eno1")
     return Volume(cluster_id=cluster, dataset_id="33333333-3333-4333-8333-333333333333",
@@ -30,11 +30,11 @@ def ds(volume: Volume | None = None, present: int = 2, expected: int = 2,
 CASES = [
     # name, datasets, known cluster, address in use, outcome, reason, degraded
     ("no data set", [], None, None, Role.STANDBY, Reason.NO_DATASET, False),
-    ("primary", [ds(vol("primary"))], CLUSTER, False, Role.PRIMARY, Reason.OK, False),
-    ("secondary", [ds(vol("secondary"))], CLUSTER, False, Role.SECONDARY, Reason.OK, False),
+    ("primary", [ds(vol(Role.PRIMARY))], CLUSTER, False, Role.PRIMARY, Reason.OK, False),
+    ("secondary", [ds(vol(Role.SECONDARY))], CLUSTER, False, Role.SECONDARY, Reason.OK, False),
     ("first boot adopts cluster", [ds(vol())], None, False, Role.PRIMARY, Reason.OK, False),
     ("single-disk set", [ds(vol(), 1, 1)], CLUSTER, False, Role.PRIMARY, Reason.OK, False),
-    ("both sets", [ds(vol("primary")), ds(vol("secondary"), fsid="f2")], CLUSTER, False,
+    ("both sets", [ds(vol(Role.PRIMARY)), ds(vol(Role.SECONDARY), fsid="f2")], CLUSTER, False,
      Role.REFUSED, Reason.TWO_DATASETS, False),
     ("foreign", [ds(vol(cluster=OTHER_CLUSTER))], CLUSTER, False, Role.REFUSED,
      Reason.FOREIGN_CLUSTER, False),

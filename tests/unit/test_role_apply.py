@@ -7,9 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from atlas_services import paths, role
+from atlas_services import role
 from atlas_services.detect import Reason
 from atlas_services.errors import AtlasError
+from atlas_services.paths import Layout
 from atlas_services.roles import Role
 
 
@@ -39,13 +40,13 @@ def test_a_failure_while_taking_the_role_ends_in_standby_that_says_why(
     def broken(**_: object) -> None:
         raise error
     monkeypatch.setattr(role, "detect_role", broken)
-    monkeypatch.setattr(paths, "ROLE_FILE", tmp_path / "role.json")
+    layout = Layout.under(tmp_path)
     system = RecordingSystem()
-    decision = role.apply(system, data_root=tmp_path / "data")
+    decision = role.apply(system, layout)
     assert (decision.role, decision.reason) == (Role.REFUSED, Reason.ERROR)
     assert ("start", "atlas-standby.target") in system.calls
     assert system.calls[-1][0] == "notify"
-    written = json.loads((tmp_path / "role.json").read_text())
+    written = json.loads(layout.role_file.read_text())
     assert written["role"] == "refused" and "could not be taken" in written["reason"]
 
 

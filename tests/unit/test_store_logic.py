@@ -7,6 +7,7 @@ from pathlib import Path, PurePosixPath
 import pytest
 
 from atlas_services.errors import AtlasError
+from atlas_services.paths import Layout
 from atlas_services.store import apply, bundle, config, modules, tree
 
 
@@ -101,15 +102,20 @@ def test_role_context_takes_the_identity_recorded_by_role_detection(tmp_path: Pa
             "dataset": {"volume": {"identity": {"hostname": "shop1", "address": "10.77.0.10/24",
                                                 "gateway": "10.77.0.1", "dns": ["10.77.0.1"],
                                                 "interface": "en*"}}}}
-    (tmp_path / "role.json").write_text(json.dumps(role))
-    ctx = apply.role_context(Settings(), role_file=tmp_path / "role.json", data_root=Path("/srv/atlas"))
+    layout = Layout.under(tmp_path)
+    layout.run_dir.mkdir(parents=True)
+    layout.role_file.write_text(json.dumps(role))
+    ctx = apply.role_context(Settings(), layout)
     assert (ctx["role"], ctx["hostname"], ctx["address"], ctx["prefix"]) == ("primary", "shop1",
                                                                              "10.77.0.10", 24)
-    assert (ctx["gateway"], ctx["dns"], ctx["data_root"]) == ("10.77.0.1", ["10.77.0.1"], "/srv/atlas")
+    assert (ctx["gateway"], ctx["dns"], ctx["data_root"]) == ("10.77.0.1", ["10.77.0.1"],
+                                                              str(layout.data_root))
 
 
 def test_without_a_decided_role_the_context_is_standby(tmp_path: Path) -> None:
     from atlas_services.settings import Settings
-    (tmp_path / "role.json").write_text('{"role": "refused", "reason": "foreign cluster"}')
-    assert apply.role_context(Settings(), role_file=tmp_path / "role.json")["role"] == "standby"
-    assert apply.role_context(Settings(), role_file=tmp_path / "missing.json")["role"] == "standby"
+    layout = Layout.under(tmp_path / "refused")
+    layout.run_dir.mkdir(parents=True)
+    layout.role_file.write_text('{"role": "refused", "reason": "foreign cluster"}')
+    assert apply.role_context(Settings(), layout)["role"] == "standby"
+    assert apply.role_context(Settings(), Layout.under(tmp_path / "none"))["role"] == "standby"

@@ -10,17 +10,15 @@ from pathlib import Path
 import pytest
 
 from atlas_services.errors import EXIT_REFUSED
+from atlas_services.paths import Layout
 from atlas_services.sync import serve
 
 
-def layout_for(tmp_path: Path, role: str) -> serve.ServeLayout:
-    role_file = tmp_path / "role.json"
-    role_file.write_text(json.dumps({"role": role}))
-    return serve.ServeLayout(config_store=tmp_path / "c", module_store=tmp_path / "m",
-                             results_file=tmp_path / "r.json", data_root=tmp_path / "d",
-                             role_file=role_file, system_root=tmp_path,
-                             formats_file=tmp_path / "formats.json", update_record=tmp_path / "u.json",
-                             staged_dir=tmp_path / "staged", verify_history=tmp_path / "h.jsonl")
+def layout_for(tmp_path: Path, role: str) -> Layout:
+    layout = Layout.under(tmp_path)
+    layout.run_dir.mkdir(parents=True)
+    layout.role_file.write_text(json.dumps({"role": role}))
+    return layout
 
 
 @pytest.mark.parametrize("role,verb", [("primary", "pull"), ("secondary", "list"),
@@ -55,6 +53,7 @@ def test_the_primarys_hello_says_what_it_stages(tmp_path: Path) -> None:
 def test_a_damaged_update_record_is_said_in_the_hello_not_fatal(tmp_path: Path) -> None:
     out = io.BytesIO()
     layout = layout_for(tmp_path, "primary")
+    layout.update_record.parent.mkdir(parents=True)
     layout.update_record.write_text("{")
     assert serve.serve("hello", layout, out) == 0
     reply = json.loads(out.getvalue())

@@ -9,6 +9,7 @@ from pathlib import Path, PurePosixPath
 import pytest
 
 import build
+from atlas_services.paths import Layout
 
 SYSTEM = "usr/lib/systemd/system"
 UNITS = (f"/{SYSTEM}/atlas-sync.service", f"/{SYSTEM}/atlas-sync.timer")
@@ -63,7 +64,6 @@ def assert_restates_every_monotonic_timer(dropin: str, unit: Path) -> None:
 
 
 def test_sshd_reads_the_runtime_authorized_keys() -> None:
-    from atlas_services import paths
 
     drop_in = (build.OVERLAYS_DIR / "etc/ssh/sshd_config.d/atlas-sync.conf").read_text().splitlines()
-    assert f"AuthorizedKeysFile .ssh/authorized_keys {paths.AUTHORIZED_KEYS_DIR}/%u" in drop_in
+    assert f"AuthorizedKeysFile .ssh/authorized_keys {Layout().authorized_keys_dir}/%u" in drop_in

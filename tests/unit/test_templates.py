@@ -9,11 +9,12 @@ import pytest
 
 import build
 from atlas_services import paths, render
+from atlas_services.paths import Layout
 from atlas_services.settings import Settings
 from atlas_services.verify import account
 
 TEMPLATES = build.OVERLAYS_DIR / "usr/lib/atlas/config-default/templates"
-D = str(paths.DATA_ROOT)
+D = str(Layout().data_root)
 
 
 def rendered(**overrides: object) -> dict[str, str]:
@@ -38,37 +39,37 @@ def test_nginx_serves_the_canary_and_the_status_page_where_the_verifier_writes_t
         box: dict[str, str]) -> None:
     nginx = box["etc/nginx/nginx.conf"]
     assert f"location = {account.CANARY_PATH} {{" in nginx
-    assert f"alias {paths.DATA_ROOT / paths.VERIFIER_WEB / account.CANARY_FILE};" in nginx
+    assert f"alias {Layout().data_root / paths.VERIFIER_WEB / account.CANARY_FILE};" in nginx
     assert f"location {paths.STATUS_PAGE_URL} {{" in nginx
-    assert f"alias {paths.STATUS_PAGE_DIR}/;" in nginx
-    assert f"root {paths.DATA_ROOT / paths.WEB_ROOT};" in nginx
-    tls_dir = paths.DATA_ROOT / paths.DATASET_META / paths.SECRETS_DIR / paths.DATASET_TLS
+    assert f"alias {Layout().status_page_dir}/;" in nginx
+    assert f"root {Layout().data_root / paths.WEB_ROOT};" in nginx
+    tls_dir = Layout().data_root / paths.DATASET_META / paths.SECRETS_DIR / paths.DATASET_TLS
     assert f"ssl_certificate {tls_dir}/cert.pem;" in nginx
 
 
 def test_mail_users_and_boxes_are_on_the_data_set(box: dict[str, str]) -> None:
     postfix = box["etc/postfix/main.cf"]
-    assert f"virtual_mailbox_maps = hash:{paths.DATA_ROOT / paths.MAIL_RECIPIENTS}" in postfix
+    assert f"virtual_mailbox_maps = hash:{Layout().data_root / paths.MAIL_RECIPIENTS}" in postfix
     assert "virtual_mailbox_domains = shop.example" in postfix
     dovecot = box["etc/dovecot/dovecot.conf"]
-    assert f"{paths.DATA_ROOT / paths.MAIL_USERS}" in dovecot
-    assert f"home={paths.DATA_ROOT / paths.MAIL_BOXES}/%Ld/%Ln" in dovecot
+    assert f"{Layout().data_root / paths.MAIL_USERS}" in dovecot
+    assert f"home={Layout().data_root / paths.MAIL_BOXES}/%Ld/%Ln" in dovecot
 
 
 def test_samba_gives_the_verifier_its_own_share_only(box: dict[str, str]) -> None:
     smb = box["etc/samba/smb.conf"]
     verifier = smb.split(f"[{account.SHARE}]")[1]
-    assert f"path = {paths.DATA_ROOT / paths.VERIFIER_SHARE}" in verifier
+    assert f"path = {Layout().data_root / paths.VERIFIER_SHARE}" in verifier
     assert f"valid users = {account.UNIX_USER}" in verifier
     business = smb.split("[files]")[1].split(f"[{account.SHARE}]")[0]
     assert account.UNIX_USER in business.split("invalid users =")[1].splitlines()[0]
-    assert f"tdbsam:{paths.DATA_ROOT / paths.DATASET_META / paths.SECRETS_DIR / paths.SAMBA_PASSDB}" in smb
+    assert f"tdbsam:{Layout().data_root / paths.DATASET_META / paths.SECRETS_DIR / paths.SAMBA_PASSDB}" in smb
 
 
 def test_postgresql_keeps_its_data_on_the_data_set_and_the_verifier_in_its_database(
         box: dict[str, str]) -> None:
     conf = box["etc/postgresql/15/main/postgresql.conf"]
-    assert f"data_directory = '{paths.DATA_ROOT / paths.POSTGRES_DATA}'" in conf
+    assert f"data_directory = '{Layout().data_root / paths.POSTGRES_DATA}'" in conf
     hba = [line.split() for line in box["etc/postgresql/15/main/pg_hba.conf"].splitlines()
            if line.strip() and not line.startswith("#")]
     verifier_rules = [r for r in hba if r[2] == account.DB_ROLE]

@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 
 from atlas_services.errors import AtlasError, Refused
+from atlas_services.paths import Layout
 from atlas_services.store import bundle
 from atlas_services.store.modules import ModuleStore, loaded_from
 from atlas_services.sync import staged
 from atlas_services.update import record, rules, view
-from atlas_services.update import trial as trial_mod
 from atlas_services.verify import page
 from atlas_services.verify.model import Cycle, ProbeResult, Status
 
@@ -310,7 +310,8 @@ def test_the_version_code_runs_from_is_read_from_its_path(tmp_path: Path) -> Non
     assert loaded_from(store, init) == ("atlas_services", "0.2.0")
     assert loaded_from(store, tmp_path / "elsewhere/atlas_services/__init__.py") is None
     # The image's own copy is not a store version: the module is left out.
-    assert ModuleStore(store).versions_in_use(tmp_path / "usr/lib/atlas_services/__init__.py") == {}
+    image_copy = tmp_path / "usr/lib/atlas_services/__init__.py"
+    assert ModuleStore(store, tmp_path / "formats.json").versions_in_use(image_copy) == {}
 
 
 # ---------------------------------------------------------------- the status page
@@ -319,20 +320,21 @@ def test_the_version_code_runs_from_is_read_from_its_path(tmp_path: Path) -> Non
 def test_the_primarys_page_says_what_is_staged_and_the_last_step(tmp_path: Path) -> None:
     update = record.StagedUpdate("demo", "2.0", STAGE, "2027-03-01T12:00:00Z", "1.0", "c" * 64)
     event = record.Event("2027-03-01T12:00:00Z", "staged", "demo", "2.0", "1.0")
-    record.write(record.UpdateRecord({"demo": update}, (event,)), tmp_path / "record.json")
-    shown = view.lines("primary", 3, tmp_path / "record.json")
+    record.write(record.UpdateRecord({"demo": update}, (event,)), Layout.under(tmp_path).update_record)
+    shown = view.lines("primary", 3, Layout.under(tmp_path))
     assert shown[0].startswith("demo 2.0 staged 2027-03-01T12:00:00Z for a trial on the secondary")
     assert "runs 1.0 until it is promoted (3 green cycle(s) needed there)" in shown[0]
     assert shown[1] == "last update step: staged demo 2.0 at 2027-03-01T12:00:00Z"
 
 
 def test_the_secondarys_page_counts_the_trial(tmp_path: Path) -> None:
-    layout = trial_mod.TrialLayout(module_store=tmp_path / "m", formats_file=tmp_path / "f.json",
-                                   staged_dir=tmp_path / "staged", history=tmp_path / "h.jsonl")
-    staged.mark_staged("atlas_services", "0.2.0", layout.staged_dir, stage_id=STAGE,
+    layout = Layout.under(tmp_path)
+    layout.trial_marks.mkdir(parents=True)
+    layout.verify_dir.mkdir(parents=True)
+    staged.mark_staged("atlas_services", "0.2.0", layout.trial_marks, stage_id=STAGE,
                        since="2027-03-01T12:00:00Z")
-    layout.history.write_text("".join(json.dumps(cycle(n).to_json()) + "\n" for n in (1, 2)))
-    assert view.lines("secondary", 3, trial_layout=layout) == [
+    layout.verify_history.write_text("".join(json.dumps(cycle(n).to_json()) + "\n" for n in (1, 2)))
+    assert view.lines("secondary", 3, layout) == [
         "atlas_services 0.2.0 on trial on this server since 2027-03-01T12:00:00Z: 2 of 3 green "
         "cycle(s) before it may be promoted"]
 

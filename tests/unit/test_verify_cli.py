@@ -10,7 +10,8 @@ import sys
 import pytest
 
 import build
-from atlas_services import errors, paths
+from atlas_services import errors
+from atlas_services.paths import Layout
 from atlas_services.verify.cli import format_cycle
 from atlas_services.verify.model import Cycle, ProbeResult, Status
 
@@ -29,7 +30,7 @@ def test_verify_without_an_action_is_a_usage_error() -> None:
 
 
 def test_verify_now_without_a_role_is_refused_in_one_line() -> None:
-    if paths.ROLE_FILE.exists():
+    if Layout().role_file.exists():
         pytest.skip("this machine has a role: --now would really run")
     result = atlas("verify", "--now")
     assert result.returncode == errors.EXIT_REFUSED

@@ -12,6 +12,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from atlas_services import messages
 from atlas_services.errors import Refused
+from atlas_services.paths import Layout
 from atlas_services.roles import Role
 from atlas_services.verify import page, report, textfile
 from atlas_services.verify.account import VerifierAccount
@@ -372,12 +373,12 @@ def test_account_round_trips_and_refuses_missing_fields() -> None:
 def test_an_unwritable_textfile_directory_does_not_lose_the_cycle(tmp_path: Path) -> None:
     blocked = tmp_path / "not-a-dir"
     blocked.write_text("a file where the textfile directory should be")
-    where = report.ReportPaths.under(tmp_path)
-    where = report.ReportPaths(verify_dir=where.verify_dir, textfile_dir=blocked / "sub",
-                               peer_results=where.peer_results, page_dir=where.page_dir)
+    layout = Layout.under(tmp_path)
+    layout.textfile_dir.parent.mkdir(parents=True)
+    layout.textfile_dir.write_text("a file where the textfile directory should be")
     entries: list[report.JournalEntry] = []
-    publisher = report.Publisher(where=where, journal=entries.append)
+    publisher = report.Publisher(layout=layout, journal=entries.append)
     publisher.publish(cycle(result("web", Status.FAILED)))
-    assert report.load_cycle(where.latest) is not None
-    assert (where.page_dir / page.PAGE).exists()
+    assert report.load_cycle(layout.verify_latest) is not None
+    assert (layout.status_page_dir / page.PAGE).exists()
     assert [e.fields["ATLAS_PROBE"] for e in entries] == ["web"]

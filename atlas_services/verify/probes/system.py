@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from atlas_services import clock, daemons, paths, proc
+from atlas_services import clock, daemons, proc
 from atlas_services.errors import AtlasError, Refused
 from atlas_services.roles import Role
 from atlas_services.verify.model import Outcome, Status, parse_time, worst
@@ -277,7 +277,7 @@ class SyncProbe(Probe):
 
     role: Role
     stale_after_s: int
-    state_file: Path = paths.SYNC_STATE
+    state_file: Path
     now: Callable[[], dt.datetime] = field(default=clock.utcnow)
     timeout: float = 2.0
     name: str = "sync"
