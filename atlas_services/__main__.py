@@ -23,7 +23,7 @@ COMMANDS = {
     "verify": "atlas_services.verify.cli",
     "failover": "atlas_services.failover",
     "sync": "atlas_services.sync.cli",
-    "sync-serve": "atlas_services.sync.cli",
+    "sync-serve": "atlas_services.door",
     "update": "atlas_services.update.cli",
 }
 

@@ -90,9 +90,9 @@ def trial_check(record_file: Path) -> Check:
 
 
 def prepare(layout: Layout = Layout()) -> tuple[list[Check], str]:
+    from atlas_services.peer import client
+    from atlas_services.peer.failures import SyncError
     from atlas_services.store.config import ConfigStore
-    from atlas_services.sync import client
-    from atlas_services.sync.errors import SyncError
 
     record = read_role(layout.role_file)
     if record.role is not Role.PRIMARY:

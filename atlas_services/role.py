@@ -174,9 +174,9 @@ def take_role(decision: Decision, system: System, layout: Layout, watch: Stopwat
     with watch.step("host_keys"):
         install_host_keys(data_root, layout.host_key_dir)
     with watch.step("sync_access"):
-        from atlas_services.sync import access
+        from atlas_services.peer import keys
 
-        access.install_for_role(vol.role, layout)
+        keys.install_for_role(vol.role, layout)
     with watch.step("service_data"):
         domain = dataset_domain(data_root)
         fqdn = f"{vol.identity.hostname}.{domain}" if domain else vol.identity.hostname
@@ -288,9 +288,9 @@ def apply(system: System, layout: Layout = Layout()) -> Decision:
     except Exception as err:
         decision = _failed(err, layout.data_root)
     if not decision.role.has_dataset:
-        from atlas_services.sync import access
+        from atlas_services.peer import keys
 
-        access.remove_sync_access(layout)
+        keys.remove_sync_access(layout)
         with watch.step("hostname"):
             system.set_hostname(STANDBY_HOSTNAME)
     with watch.step("start_target"):

@@ -34,11 +34,11 @@ from cryptography.hazmat.primitives import hashes
 
 from atlas_services import daemons, paths, proc, render, servicedata, tls
 from atlas_services.paths import Layout
+from atlas_services.results import Cycle
 from atlas_services.roles import Role
 from atlas_services.settings import Settings
 from atlas_services.verify import account, environment
 from atlas_services.verify.cycle import Targets, run_once
-from atlas_services.verify.model import Cycle
 from atlas_services.verify.report import JournalEntry, MailNotifier, Publisher
 
 REPO = Path(__file__).resolve().parent.parent

@@ -25,12 +25,13 @@ from pathlib import Path
 
 from atlas_services import cluster, dataset, proc
 from atlas_services.paths import Layout
+from atlas_services.peer import keys
+from atlas_services.peer.client import Target, ssh_argv
 from atlas_services.roles import Role
 from atlas_services.store import bundle
 from atlas_services.store.config import ConfigStore
 from atlas_services.store.modules import ModuleStore
-from atlas_services.sync import access, runner, state
-from atlas_services.sync.client import Target, ssh_argv
+from atlas_services.sync import session, state
 from atlas_services.sync.secondary import HookResult, Hooks
 from testkit.disks import loop_btrfs
 
@@ -252,7 +253,7 @@ class Pair:
 
     @property
     def target(self) -> Target:
-        from atlas_services.sync.client import target_from_dataset
+        from atlas_services.peer.client import target_from_dataset
 
         return target_from_dataset(self.secondary.layout, address="127.0.0.1", port=self.sshd.port)
 
@@ -267,7 +268,7 @@ class Pair:
 
     def authorize(self, *, wrapper: str = "", sources: list[str] | None = None) -> Path:
         """The primary's authorized_keys line for the sync key, as role apply writes it."""
-        return access.install_sync_access(self.primary.layout, target_dir=self.sshd.authorized_keys_dir,
+        return keys.install_sync_access(self.primary.layout, target_dir=self.sshd.authorized_keys_dir,
                                           command=self.serve_command(wrapper=wrapper),
                                           sources=["127.0.0.1"] if sources is None else sources)
 
@@ -290,7 +291,7 @@ class Pair:
         return Hooks(apply_config=apply_config, verify_setup=verify_setup)
 
     def sync(self) -> state.SyncState:
-        return runner.run(self.target, self.layout, self.hooks())
+        return session.run(self.target, self.layout, self.hooks())
 
     def ssh(self, request: str, *, target: Target | None = None,
             extra: list[str] | None = None) -> subprocess.CompletedProcess[bytes]:

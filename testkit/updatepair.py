@@ -1,4 +1,4 @@
-"""A pair for the update's tests and benchmark: the Synchronizer's pair (synchelp.py) plus the
+"""A pair for the update's tests and benchmark: the Synchronizer's pair (syncpair.py) plus the
 secondary's own door — a second private sshd with the secondary's host keys that lets the
 sync key in only for `sync-serve` on the secondary's stores, as role apply sets it up — so
 the primary can ask the secondary about its trial. The secondary's Verifier cycles are real
@@ -20,13 +20,13 @@ from pathlib import Path
 
 from atlas_services import cluster
 from atlas_services.paths import Layout
+from atlas_services.peer import keys
+from atlas_services.results import Cycle
 from atlas_services.roles import Role
 from atlas_services.store import bundle
-from atlas_services.sync import access
 from atlas_services.update import view
 from atlas_services.verify import report
 from atlas_services.verify.cycle import modules_in_use
-from atlas_services.verify.model import Cycle
 from atlas_services.verify.probes.system import SpaceProbe, SyncProbe
 from atlas_services.verify.runner import run_cycle
 from testkit.syncpair import REPO, TEST_KEY, TEST_PUB, Pair, PrivateSshd, make_pair, serve_command
@@ -117,7 +117,7 @@ def make_update_pair(tmp_path: Path) -> Iterator[UpdatePair]:
         with make_pair(tmp_path) as the_pair:
             door = PrivateSshd(run_dir, cluster.host_key_files(the_pair.cluster_dir, Role.SECONDARY))
             up = UpdatePair(the_pair, door)
-            access.install_sync_access(the_pair.secondary.layout, target_dir=door.authorized_keys_dir,
+            keys.install_sync_access(the_pair.secondary.layout, target_dir=door.authorized_keys_dir,
                                        command=up.door_command(), sources=["127.0.0.1"])
             door.start()
             try:

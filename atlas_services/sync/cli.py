@@ -1,5 +1,4 @@
-"""`atlas sync --now | status` on the secondary and `atlas sync-serve` (the primary's forced
-command for the sync key)."""
+"""`atlas sync --now | status` on the secondary."""
 
 from __future__ import annotations
 
@@ -8,7 +7,6 @@ import fcntl
 import json
 import logging
 import os
-import sys
 from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
@@ -16,14 +14,15 @@ from typing import TYPE_CHECKING
 
 from atlas_services import clock
 from atlas_services.errors import EXIT_FAILED, EXIT_OK, Refused
+from atlas_services.peer.failures import SyncError
 from atlas_services.roles import Role, read_role
 from atlas_services.sync import drift, state
-from atlas_services.sync.errors import SyncError
 
 # The puller's machinery (runner, client, transfer) loads only for `atlas sync`: the
 # primary's forced command, run for every request, stays small and starts fast.
 if TYPE_CHECKING:
-    from atlas_services.sync import client, runner
+    from atlas_services.peer import client
+    from atlas_services.sync import session
 
     Subparsers = argparse._SubParsersAction[argparse.ArgumentParser]
 
@@ -42,12 +41,6 @@ examples:
   atlas sync status --json
 """
 
-SERVE_EPILOG = """\
-Not for interactive use: sshd runs it on the primary for the sync key (forced command)
-and it answers only: hello, list, manifest, results, send-config GEN [PARENT],
-send-module NAME VERSION [PARENT] (on a secondary, for the primary: hello, results, pull,
-trial); anything else is refused and logged.
-"""
 
 
 # ---------------------------------------------------------------- the status text
@@ -115,7 +108,7 @@ def _target(args: argparse.Namespace) -> client.Target:
         if not port_text.isdigit() or not 0 < int(port_text) < 65536 or not address:
             raise Refused(f"--primary {args.primary!r} is not ADDRESS[:PORT]")
         port = int(port_text)
-    from atlas_services.sync import client
+    from atlas_services.peer import client
 
     return client.target_from_dataset(args.layout, address=address, port=port)
 
@@ -132,22 +125,22 @@ def sync_command(args: argparse.Namespace) -> int:
                       if isinstance(role, Role) else
                       f"this server's role is {role} ({layout.role_file}): the Synchronizer runs on "
                       "the secondary")
-    from atlas_services.sync import runner
+    from atlas_services.sync import session
 
     try:
         target = _target(args)
     except SyncError as err:
         if not args.check:
-            runner.record_failure(layout, err)
+            session.record_failure(layout, err)
         raise
     if args.check:
-        report = runner.check(target, layout)
+        report = session.check(target, layout)
         if args.json:
             print(json.dumps(report.to_json(), indent=2))
         else:
             _print_check(report)
         return EXIT_OK
-    result = runner.run(target, layout)
+    result = session.run(target, layout)
     if args.json:
         print(json.dumps(result.to_json(), indent=2))
     else:
@@ -155,7 +148,7 @@ def sync_command(args: argparse.Namespace) -> int:
     return EXIT_OK if result.status == "ok" else EXIT_FAILED
 
 
-def _print_check(report: runner.CheckReport) -> None:
+def _print_check(report: session.CheckReport) -> None:
     fetch = ", ".join(f"{f.number}" + (f" (on {f.parent})" if f.parent else " (full)")
                       for f in report.config.fetch)
     print(f"generations to fetch: {fetch or 'none'}")
@@ -198,31 +191,6 @@ def status_command(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-# ---------------------------------------------------------------- atlas sync-serve
-
-
-def _serve_logging() -> None:
-    """The channel's stderr goes back to the client: log to the journal where there is one,
-    and only warnings to stderr elsewhere."""
-    root = logging.getLogger()
-    if Path("/run/systemd/journal/socket").exists():
-        try:
-            from systemd import journal
-        except ImportError:
-            pass
-        else:
-            root.handlers[:] = [journal.JournalHandler(SYSLOG_IDENTIFIER="atlas-sync-serve")]
-            return
-    root.setLevel(logging.WARNING)
-
-
-def serve_command(args: argparse.Namespace) -> int:
-    from atlas_services.sync import serve
-
-    _serve_logging()
-    return serve.serve(os.environ.get("SSH_ORIGINAL_COMMAND"), args.layout, sys.stdout.buffer)
-
-
 # ---------------------------------------------------------------- registration
 
 
@@ -243,8 +211,3 @@ def register(commands: Subparsers) -> None:
     # SUPPRESS: `atlas sync --json status` keeps --json.
     status.add_argument("--json", action="store_true", default=argparse.SUPPRESS,
                         help="print machine-readable JSON")
-
-    serve_parser = commands.add_parser(
-        "sync-serve", help="(on the primary) answer the secondary's sync requests; sshd's forced command",
-        epilog=SERVE_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    serve_parser.set_defaults(func=serve_command)

@@ -9,10 +9,10 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from atlas_services.peer.failures import Kind, SyncError
 from atlas_services.store import bundle, subvol
 from atlas_services.store.config import ConfigStore
 from atlas_services.store.modules import ModuleStore
-from atlas_services.sync.errors import Kind, SyncError
 
 _ID = re.compile(r"[0-9a-f]{32}")
 _UUID_HEX = re.compile(r"[0-9a-f]{32}")

@@ -17,9 +17,9 @@ from typing import Any
 
 from atlas_services import __version__, clock, osinfo, proc
 from atlas_services.paths import Layout
+from atlas_services.peer.failures import Kind, SyncError
 from atlas_services.store import bundle
 from atlas_services.store.modules import ModuleStore
-from atlas_services.sync.errors import Kind, SyncError
 
 FORMAT = 1
 _PACKAGE = re.compile(r"[a-z0-9][a-z0-9+.-]*(:[a-z0-9-]+)?")

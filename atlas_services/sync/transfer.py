@@ -21,10 +21,10 @@ from pathlib import Path
 from typing import IO
 
 from atlas_services import proc
+from atlas_services.peer.client import Client
+from atlas_services.peer.failures import Kind, SyncError
 from atlas_services.store import subvol
 from atlas_services.store.config import crashpoint
-from atlas_services.sync.client import Client
-from atlas_services.sync.errors import Kind, SyncError
 
 log = logging.getLogger(__name__)
 

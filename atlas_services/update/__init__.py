@@ -6,6 +6,7 @@ cycles; rollback and abort undo it in a moment.
     record.py   the primary's record: what is staged, what happened (record.json)
     rules.py    the pure decisions: green streaks, may it be promoted, is it compatible
     trial.py    the secondary's side: follow the primary's stage, report the trial
+    marks.py    the secondary's trial markers (which module runs which staged version since when)
     primary.py  stage, promote, rollback, abort, status (on the primary)
     cli.py      `atlas update ...`
 """

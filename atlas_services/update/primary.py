@@ -52,8 +52,8 @@ def _address(text: str) -> tuple[str, int]:
 
 def ask_secondary(layout: Layout, secondary: str | None = None) -> dict[str, rules.TrialModule]:
     """The secondary's trial report, through the sync key's door (read-only on both sides)."""
-    from atlas_services.sync import client
-    from atlas_services.sync.errors import SyncError
+    from atlas_services.peer import client
+    from atlas_services.peer.failures import SyncError
 
     address, port = _address(secondary) if secondary else (None, 22)
     try:

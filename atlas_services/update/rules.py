@@ -11,9 +11,9 @@ from typing import Any
 
 from atlas_services import clock
 from atlas_services.errors import Refused
+from atlas_services.results import Cycle, Status
 from atlas_services.store import bundle
-from atlas_services.sync.staged import STAGE_ID_PATTERN, Mark
-from atlas_services.verify.model import Cycle, Status
+from atlas_services.update.marks import STAGE_ID_PATTERN, Mark
 
 
 def fresh_within_s(verify_interval_s: int) -> int:

@@ -5,7 +5,6 @@ read-only `trial` verb — as green cycles counted from the Verifier's history."
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -13,44 +12,26 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from atlas_services import clock, log, messages
+from atlas_services import clock, log, messages, results
 from atlas_services.errors import AtlasError
 from atlas_services.paths import Layout
 from atlas_services.store.modules import ModuleStore, formats_on_disk, read_formats_file
-from atlas_services.sync import staged
-from atlas_services.update import rules
-from atlas_services.verify.model import Cycle
+from atlas_services.update import marks, rules
 
 logger = logging.getLogger(__name__)
-
-
-def load_cycles(history: Path) -> list[Cycle]:
-    """The Verifier's recorded cycles, oldest first; lines that do not parse are skipped
-    (the Verifier's own reader, without loading the page renderer)."""
-    try:
-        lines = history.read_text().splitlines()
-    except FileNotFoundError:
-        return []
-    cycles = []
-    for line in lines:
-        try:
-            cycles.append(Cycle.from_json(json.loads(line), str(history)))
-        except (ValueError, AtlasError):
-            continue
-    return cycles
 
 
 def report(layout: Layout = Layout()) -> dict[str, rules.TrialModule]:
     """Every module here: what is selected, what is on trial since when, and how many
     green cycles in a row ran it."""
     store = ModuleStore(layout.module_store, layout.formats_file)
-    marks = staged.staged_marks(layout.trial_marks)
-    cycles = load_cycles(layout.verify_history)
+    found = marks.read_marks(layout.trial_marks)
+    cycles = results.read_history(layout.verify_history)
     recorded = read_formats_file(layout.formats_file)
     modules = {}
-    for module in sorted(set(store.modules()) | set(marks)):
+    for module in sorted(set(store.modules()) | set(found)):
         selected = store.selected(module) if module in store.modules() else None
-        mark = marks.get(module)
+        mark = found.get(module)
         version = mark.version if mark else selected
         since = _since(mark)
         streak = rules.green_streak(cycles, module, version, since) if version else None
@@ -68,7 +49,7 @@ def report(layout: Layout = Layout()) -> dict[str, rules.TrialModule]:
     return modules
 
 
-def _since(mark: staged.Mark | None) -> datetime | None:
+def _since(mark: marks.Mark | None) -> datetime | None:
     if mark is None or mark.since is None:
         return None
     try:
@@ -92,14 +73,14 @@ def follow(offers: Mapping[str, rules.Offer], store: ModuleStore, staged_dir: Pa
     """Make this server's trials what the primary stages: end the trials it no longer
     stages (the sync's selection step then mirrors the primary's choice), select and mark
     the versions it does. A version this server's store refuses is reported, not marked."""
-    marks = staged.staged_marks(staged_dir)
+    found = marks.read_marks(staged_dir)
     modules = store.modules()
-    the_plan = rules.plan_follow(offers, marks, {m: store.versions(m) for m in modules},
+    the_plan = rules.plan_follow(offers, found, {m: store.versions(m) for m in modules},
                                  {m: store.selected(m) for m in modules})
     notes, failures = [], []
     for module in the_plan.end:
-        ended = marks[module]
-        staged.clear_staged(module, staged_dir)
+        ended = found[module]
+        marks.clear(module, staged_dir)
         notes.append(f"{module}: the trial of {ended.version} ended (the primary no longer stages it); "
                      "the primary's selection is mirrored again")
         log.event(messages.UPDATE_TRIAL_ENDED, f"ATLAS update: trial of {module} {ended.version} ended",
@@ -108,10 +89,10 @@ def follow(offers: Mapping[str, rules.Offer], store: ModuleStore, staged_dir: Pa
         try:
             store.select(module, offer.version)
         except AtlasError as err:
-            staged.clear_staged(module, staged_dir)
+            marks.clear(module, staged_dir)
             failures.append(f"{module} {offer.version}: {err}")
             continue
-        staged.mark_staged(module, offer.version, staged_dir, stage_id=offer.stage_id, since=now)
+        marks.mark(module, offer.version, staged_dir, stage_id=offer.stage_id, since=now)
         notes.append(f"{module}: {offer.version} selected for its trial (staged on the primary)")
         log.event(messages.UPDATE_TRIAL_STARTED, f"ATLAS update: {module} {offer.version} selected "
                   "on the secondary for its trial", module=module, version=offer.version,

@@ -6,10 +6,10 @@ import argparse
 import json
 from typing import Any
 
-from atlas_services import osinfo, paths, settings
+from atlas_services import osinfo, paths, results, settings
 from atlas_services.errors import EXIT_FAILED, EXIT_OK, AtlasError, Refused
-from atlas_services.verify import cycle, environment, report
-from atlas_services.verify.model import Cycle, Status
+from atlas_services.results import Cycle, Status
+from atlas_services.verify import cycle, environment
 
 EPILOG = """\
 exit codes: 0 every probe ok, 1 a probe is degraded or failed (or the cycle could not run),
@@ -47,8 +47,8 @@ def run_now(args: argparse.Namespace) -> int:
 
 def show_status(args: argparse.Namespace) -> int:
     layout = args.layout
-    own = report.load_cycle(layout.verify_latest)
-    peer = report.load_cycle(layout.peer_results)
+    own = results.read_cycle(layout.verify_latest)
+    peer = results.read_cycle(layout.peer_results)
     if args.json:
         out: dict[str, Any] = {"this": own.to_json() if own else None,
                                "peer": peer.to_json() if peer else None}

@@ -13,10 +13,10 @@ from pathlib import Path
 from atlas_services import osinfo, render
 from atlas_services.errors import AtlasError, Refused
 from atlas_services.paths import Layout
+from atlas_services.results import Cycle
 from atlas_services.roles import Role
 from atlas_services.settings import Settings
 from atlas_services.verify import account, report
-from atlas_services.verify.model import Cycle
 from atlas_services.verify.probes import Probe, Unavailable
 from atlas_services.verify.probes.database import DatabaseProbe
 from atlas_services.verify.probes.files import FilesProbe

@@ -10,7 +10,7 @@ from pathlib import Path
 import jinja2
 
 from atlas_services import clock, fsutil
-from atlas_services.verify.model import Cycle, Status, worst
+from atlas_services.results import Cycle, Status, worst
 
 TEMPLATE = "status.html.j2"
 PAGE = "index.html"

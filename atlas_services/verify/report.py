@@ -12,11 +12,11 @@ from email.message import EmailMessage
 from pathlib import Path
 from typing import Protocol
 
-from atlas_services import clock, fsutil, log, messages, paths
+from atlas_services import clock, fsutil, log, messages, paths, results
 from atlas_services.errors import AtlasError
 from atlas_services.paths import Layout
+from atlas_services.results import Change, Cycle, Status, changes
 from atlas_services.verify import page, textfile
-from atlas_services.verify.model import Change, Cycle, Status, changes
 
 logger = logging.getLogger(__name__)
 
@@ -29,23 +29,13 @@ PRIORITY_ERR, PRIORITY_WARNING, PRIORITY_NOTICE = 3, 4, 5
 # ---------------------------------------------------------------- on disk
 
 
-def load_cycle(path: Path) -> Cycle | None:
-    """A cycle file (ours or the peer's); None when absent. Unreadable is an error to show."""
-    try:
-        text = path.read_text()
-    except FileNotFoundError:
-        return None
-    try:
-        data = json.loads(text)
-    except ValueError as err:
-        raise AtlasError(f"{path} is not valid JSON: {err}") from None
-    return Cycle.from_json(data, str(path))
+
 
 
 def load_previous(path: Path) -> Cycle | None:
     """The last cycle for change detection; a damaged file counts as none (and is logged)."""
     try:
-        return load_cycle(path)
+        return results.read_cycle(path)
     except AtlasError as err:
         logger.warning("ignoring the previous cycle: %s", err)
         return None
@@ -72,18 +62,8 @@ def append_history(cycle: Cycle, layout: Layout, limit: int) -> None:
 
 
 def load_history(layout: Layout, limit: int | None = None) -> list[Cycle]:
-    """The recorded cycles, oldest first; lines that do not parse are skipped."""
-    try:
-        lines = layout.verify_history.read_text().splitlines()
-    except FileNotFoundError:
-        return []
-    cycles = []
-    for line in lines[-limit:] if limit else lines:
-        try:
-            cycles.append(Cycle.from_json(json.loads(line), str(layout.verify_history)))
-        except (ValueError, AtlasError):
-            continue
-    return cycles
+    """This server's recorded cycles, oldest first."""
+    return results.read_history(layout.verify_history, limit)
 
 
 # ---------------------------------------------------------------- journal
@@ -214,7 +194,7 @@ class Publisher:
 
     def write_page(self, cycle: Cycle | None) -> Path:
         try:
-            peer = load_cycle(self.layout.peer_results)
+            peer = results.read_cycle(self.layout.peer_results)
         except AtlasError as err:
             logger.warning("leaving the peer off the status page: %s", err)
             peer = None
@@ -241,7 +221,7 @@ def summary_line(layout: Layout = Layout(), now: dt.datetime | None = None) -> s
     """One line for `atlas status`: the last cycle's result and how long ago it ran."""
     latest = layout.verify_latest
     try:
-        last = load_cycle(latest)
+        last = results.read_cycle(latest)
     except AtlasError as err:
         return f"unknown ({err.what})"
     if last is None:

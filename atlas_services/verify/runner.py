@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from atlas_services import clock
-from atlas_services.verify.model import Cycle, Outcome, ProbeResult
+from atlas_services.results import Cycle, Outcome, ProbeResult
 from atlas_services.verify.probes import Probe, first_line
 
 log = logging.getLogger(__name__)

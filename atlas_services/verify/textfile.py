@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from atlas_services import fsutil, paths
-from atlas_services.verify.model import Cycle
+from atlas_services.results import Cycle
 
 _METRICS = (
     ("atlas_probe_ok", "1 if the probe's last result was ok, else 0."),

@@ -1,6 +1,6 @@
 """The services tier: one data set (btrfs raid1 on loop devices) and one full service stack
 per session, started from ATLAS's templates on 127.0.0.1 in a private temp dir (see
-servicestack.running_stack for why not pytest's); every test leaves it healthy."""
+testkit.services.running_stack for why not pytest's); every test leaves it healthy."""
 
 from __future__ import annotations
 

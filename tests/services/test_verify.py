@@ -18,8 +18,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from atlas_services import paths, proc
 from atlas_services.paths import Layout
+from atlas_services.results import Cycle, Status
 from atlas_services.verify import account, report
-from atlas_services.verify.model import Cycle, Status
 from atlas_services.verify.report import JournalEntry
 from atlas_services.verify.runner import GRACE_S
 from testkit.services import FAULTS, Fault, ServiceStack

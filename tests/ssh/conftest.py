@@ -1,5 +1,5 @@
 """The ssh tier: a primary and a secondary on their own loop-device btrfs, the primary behind
-a private sshd on 127.0.0.1 (see synchelp.py)."""
+a private sshd on 127.0.0.1 (see testkit/syncpair.py)."""
 
 from __future__ import annotations
 

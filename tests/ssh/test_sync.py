@@ -7,7 +7,8 @@ import json
 from pathlib import Path
 
 from atlas_services.store.config import META_FILE
-from atlas_services.sync import listing, staged, state
+from atlas_services.sync import listing, state
+from atlas_services.update import marks
 from testkit.syncpair import Pair, make_bundle
 
 
@@ -71,13 +72,13 @@ def test_primarys_verifier_results_are_kept_as_peer_results(pair: Pair) -> None:
 
 def test_a_trial_the_primary_does_not_stage_is_ended(pair: Pair) -> None:
     pair.secondary.install(make_bundle(pair.tmp / "s", "3.0"), select=True)
-    staged.mark_staged("demo", "3.0", pair.layout.trial_marks)
+    marks.mark("demo", "3.0", pair.layout.trial_marks)
     pair.primary.install(make_bundle(pair.tmp / "p", "2.0"), select=True)
 
     result = pair.sync()
 
     assert result.status == "ok", result.last_error
-    assert staged.staged_modules(pair.layout.trial_marks) == {}
+    assert marks.staged_versions(pair.layout.trial_marks) == {}
     assert pair.secondary.modules.selected("demo") == "2.0"
     assert any("trial of 3.0 ended" in note for note in result.notes)
 
@@ -87,7 +88,7 @@ def test_a_primary_that_cannot_say_what_it_stages_leaves_the_trial_alone(pair: P
     pair.primary.update_record.parent.mkdir(parents=True)
     pair.primary.update_record.write_text("{ damaged")
     pair.secondary.install(make_bundle(pair.tmp / "s", "3.0"), select=True)
-    staged.mark_staged("demo", "3.0", pair.layout.trial_marks)
+    marks.mark("demo", "3.0", pair.layout.trial_marks)
     pair.primary.install(make_bundle(pair.tmp / "p", "2.0"), select=True)
 
     result = pair.sync()

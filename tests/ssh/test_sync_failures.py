@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 
 from atlas_services import cluster
+from atlas_services.peer.client import Client
+from atlas_services.peer.failures import Kind, SyncError
 from atlas_services.roles import Role
 from atlas_services.store import subvol
 from atlas_services.sync import state, transfer
-from atlas_services.sync.client import Client
-from atlas_services.sync.errors import Kind, SyncError
 from testkit.syncpair import Pair, small_tree
 
 

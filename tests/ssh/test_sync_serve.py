@@ -11,7 +11,7 @@ import time
 import pytest
 
 from atlas_services.errors import EXIT_REFUSED
-from atlas_services.sync.client import TRANSPORT_EXIT, ssh_argv
+from atlas_services.peer.client import TRANSPORT_EXIT, ssh_argv
 from testkit.syncpair import Pair, free_port
 
 # Shell commands, other verbs and argument injection: each must be refused by sync-serve.

@@ -9,8 +9,8 @@ import json
 import pytest
 
 from atlas_services.errors import Refused
-from atlas_services.sync import staged, state
-from atlas_services.update import primary, record
+from atlas_services.sync import state
+from atlas_services.update import marks, primary, record
 from testkit.updatepair import UpdatePair, make_bundle
 
 
@@ -52,7 +52,7 @@ def test_the_secondarys_sync_selects_the_staged_version_there_only(up: UpdatePai
     stage_two(up)
     result = sync_ok(up)
     assert selected(up) == ("1.0", "2.0")
-    mark = staged.staged_marks(up.trial_layout.trial_marks)["demo"]
+    mark = marks.read_marks(up.trial_layout.trial_marks)["demo"]
     assert mark.version == "2.0" and mark.since is not None
     assert any("selected for its trial" in note for note in result.notes)
 
@@ -70,10 +70,10 @@ def test_the_staged_selection_is_compatible_drift_and_the_secondary_stays_green(
 def test_the_secondary_keeps_its_trial_over_later_syncs(up: UpdatePair) -> None:
     stage_two(up)
     sync_ok(up)
-    since = staged.staged_marks(up.trial_layout.trial_marks)["demo"].since
+    since = marks.read_marks(up.trial_layout.trial_marks)["demo"].since
     sync_ok(up)
     assert selected(up) == ("1.0", "2.0")
-    assert staged.staged_marks(up.trial_layout.trial_marks)["demo"].since == since
+    assert marks.read_marks(up.trial_layout.trial_marks)["demo"].since == since
 
 
 def test_stage_is_refused_on_the_secondary(up: UpdatePair) -> None:
@@ -173,7 +173,7 @@ def test_after_promotion_the_secondary_ends_its_trial_and_mirrors_again(up: Upda
     on_trial(up, cycles=3)
     primary.promote(up.primary_layout, secondary=up.secondary)
     result = sync_ok(up)
-    assert staged.staged_marks(up.trial_layout.trial_marks) == {}
+    assert marks.read_marks(up.trial_layout.trial_marks) == {}
     assert selected(up) == ("2.0", "2.0")
     assert next(d for d in result.drift if d.item.startswith("module")).klass == "equal"
 
@@ -220,7 +220,7 @@ def test_rollback_of_a_version_on_trial_returns_the_secondary_to_the_primarys(up
     assert selected(up) == ("1.0", "2.0")
     sync_ok(up)
     assert selected(up) == ("1.0", "1.0")
-    assert staged.staged_marks(up.trial_layout.trial_marks) == {}
+    assert marks.read_marks(up.trial_layout.trial_marks) == {}
 
 
 def test_abort_drops_the_staged_version_from_the_secondary(up: UpdatePair) -> None:

@@ -9,11 +9,12 @@ from pathlib import Path
 import pytest
 
 from atlas_services.errors import AtlasError, Refused
-from atlas_services.sync import access, plan, state, transfer
+from atlas_services.peer import keys
+from atlas_services.peer.client import Target, classify, ssh_argv
+from atlas_services.peer.failures import Kind
+from atlas_services.sync import plan, state, transfer
 from atlas_services.sync.cli import format_status
-from atlas_services.sync.client import Target, classify, ssh_argv
 from atlas_services.sync.drift import DriftClass, DriftItem
-from atlas_services.sync.errors import Kind
 from atlas_services.sync.listing import GenEntry, Listing, ModuleEntry, VersionEntry
 
 ID = [f"{i:032x}" for i in range(10)]
@@ -206,7 +207,7 @@ def test_status_text_names_the_error_and_the_incompatibilities() -> None:
 
 
 def test_the_authorized_keys_line_restricts_the_sync_key() -> None:
-    line = access.authorized_line("ssh-ed25519 AAAAC3Nza atlas-sync@x\n", "/usr/bin/atlas sync-serve",
+    line = keys.authorized_line("ssh-ed25519 AAAAC3Nza atlas-sync@x\n", "/usr/bin/atlas sync-serve",
                                   ["10.77.0.11"])
     assert line == ('restrict,from="10.77.0.11",command="/usr/bin/atlas sync-serve" '
                     "ssh-ed25519 AAAAC3Nza atlas-sync\n")
@@ -219,4 +220,4 @@ def test_the_authorized_keys_line_restricts_the_sync_key() -> None:
 ])
 def test_a_line_that_could_smuggle_options_is_refused(key: str, command: str, sources: list[str]) -> None:
     with pytest.raises(Refused):
-        access.authorized_line(key, command, sources)
+        keys.authorized_line(key, command, sources)

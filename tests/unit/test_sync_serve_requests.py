@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from atlas_services.sync.serve import MAX_REQUEST, Request, RequestRefused, parse_request
+from atlas_services.peer.protocol import MAX_REQUEST, Request, RequestRefused, parse_request
 
 
 @pytest.mark.parametrize(("text", "expected"), [

@@ -12,12 +12,11 @@ import pytest
 
 from atlas_services.errors import AtlasError, Refused
 from atlas_services.paths import Layout
+from atlas_services.results import Cycle, ProbeResult, Status
 from atlas_services.store import bundle
 from atlas_services.store.modules import ModuleStore, loaded_from
-from atlas_services.sync import staged
-from atlas_services.update import record, rules, view
+from atlas_services.update import marks, record, rules, view
 from atlas_services.verify import page
-from atlas_services.verify.model import Cycle, ProbeResult, Status
 
 T0 = dt.datetime(2027, 3, 1, 12, 0, tzinfo=dt.UTC)
 STAGE = "a" * 32
@@ -205,32 +204,32 @@ def test_a_staged_version_held_here_starts_a_trial() -> None:
 
 
 def test_a_trial_under_way_is_left_alone() -> None:
-    marks = {"atlas_services": staged.Mark("0.2.0", STAGE, "2027-03-01T12:00:00Z")}
-    plan = rules.plan_follow({"atlas_services": offer()}, marks, LOCAL, {"atlas_services": "0.2.0"})
+    found = {"atlas_services": marks.Mark("0.2.0", STAGE, "2027-03-01T12:00:00Z")}
+    plan = rules.plan_follow({"atlas_services": offer()}, found, LOCAL, {"atlas_services": "0.2.0"})
     assert plan == rules.FollowPlan((), (), (), ())
 
 
 def test_a_trial_whose_selection_was_changed_is_selected_again() -> None:
-    marks = {"atlas_services": staged.Mark("0.2.0", STAGE)}
-    plan = rules.plan_follow({"atlas_services": offer()}, marks, LOCAL, {"atlas_services": "0.1.0"})
+    found = {"atlas_services": marks.Mark("0.2.0", STAGE)}
+    plan = rules.plan_follow({"atlas_services": offer()}, found, LOCAL, {"atlas_services": "0.1.0"})
     assert plan.reselect == (("atlas_services", "0.2.0"),) and plan.start == ()
 
 
 def test_a_new_stage_of_the_same_version_starts_a_new_trial() -> None:
-    marks = {"atlas_services": staged.Mark("0.2.0", OTHER_STAGE)}
-    plan = rules.plan_follow({"atlas_services": offer()}, marks, LOCAL, {"atlas_services": "0.2.0"})
+    found = {"atlas_services": marks.Mark("0.2.0", OTHER_STAGE)}
+    plan = rules.plan_follow({"atlas_services": offer()}, found, LOCAL, {"atlas_services": "0.2.0"})
     assert plan.start == (("atlas_services", offer()),)
 
 
 def test_a_trial_the_primary_no_longer_stages_ends() -> None:
-    marks = {"atlas_services": staged.Mark("0.2.0", STAGE)}
-    plan = rules.plan_follow({}, marks, LOCAL, {"atlas_services": "0.2.0"})
+    found = {"atlas_services": marks.Mark("0.2.0", STAGE)}
+    plan = rules.plan_follow({}, found, LOCAL, {"atlas_services": "0.2.0"})
     assert plan.end == ("atlas_services",) and plan.start == ()
 
 
 def test_a_staged_version_not_held_here_is_missing_and_ends_an_older_trial() -> None:
-    marks = {"atlas_services": staged.Mark("0.2.0", OTHER_STAGE)}
-    plan = rules.plan_follow({"atlas_services": offer("0.3.0")}, marks, LOCAL, {"atlas_services": "0.2.0"})
+    found = {"atlas_services": marks.Mark("0.2.0", OTHER_STAGE)}
+    plan = rules.plan_follow({"atlas_services": offer("0.3.0")}, found, LOCAL, {"atlas_services": "0.2.0"})
     assert plan.missing == (("atlas_services", "0.3.0"),) and plan.end == ("atlas_services",)
 
 
@@ -284,14 +283,14 @@ def test_events_are_bounded() -> None:
 
 
 def test_a_marker_carries_version_stage_and_start(tmp_path: Path) -> None:
-    staged.mark_staged("demo", "2.0", tmp_path, stage_id=STAGE, since="2027-03-01T12:00:00Z")
-    assert staged.staged_marks(tmp_path) == {"demo": staged.Mark("2.0", STAGE, "2027-03-01T12:00:00Z")}
-    assert staged.staged_modules(tmp_path) == {"demo": "2.0"}
+    marks.mark("demo", "2.0", tmp_path, stage_id=STAGE, since="2027-03-01T12:00:00Z")
+    assert marks.read_marks(tmp_path) == {"demo": marks.Mark("2.0", STAGE, "2027-03-01T12:00:00Z")}
+    assert marks.staged_versions(tmp_path) == {"demo": "2.0"}
 
 
 def test_a_marker_of_only_a_version_still_reads(tmp_path: Path) -> None:
     (tmp_path / "demo").write_text("2.0\n")
-    assert staged.staged_marks(tmp_path) == {"demo": staged.Mark("2.0")}
+    assert marks.read_marks(tmp_path) == {"demo": marks.Mark("2.0")}
 
 
 def test_cycles_record_their_module_versions_and_older_cycles_have_none() -> None:
@@ -331,7 +330,7 @@ def test_the_secondarys_page_counts_the_trial(tmp_path: Path) -> None:
     layout = Layout.under(tmp_path)
     layout.trial_marks.mkdir(parents=True)
     layout.verify_dir.mkdir(parents=True)
-    staged.mark_staged("atlas_services", "0.2.0", layout.trial_marks, stage_id=STAGE,
+    marks.mark("atlas_services", "0.2.0", layout.trial_marks, stage_id=STAGE,
                        since="2027-03-01T12:00:00Z")
     layout.verify_history.write_text("".join(json.dumps(cycle(n).to_json()) + "\n" for n in (1, 2)))
     assert view.lines("secondary", 3, layout) == [

@@ -12,8 +12,8 @@ import pytest
 import build
 from atlas_services import errors
 from atlas_services.paths import Layout
+from atlas_services.results import Cycle, ProbeResult, Status
 from atlas_services.verify.cli import format_cycle
-from atlas_services.verify.model import Cycle, ProbeResult, Status
 
 T0 = dt.datetime(2027, 3, 1, 12, 0, tzinfo=dt.UTC)
 

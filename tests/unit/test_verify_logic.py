@@ -10,14 +10,14 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from atlas_services import messages
+from atlas_services import messages, results
 from atlas_services.errors import Refused
 from atlas_services.paths import Layout
+from atlas_services.results import Cycle, Outcome, ProbeResult, Status, changes, worst
 from atlas_services.roles import Role
 from atlas_services.verify import page, report, textfile
 from atlas_services.verify.account import VerifierAccount
 from atlas_services.verify.environment import ssha512, ssha512_matches
-from atlas_services.verify.model import Cycle, Outcome, ProbeResult, Status, changes, worst
 from atlas_services.verify.probes import Probe
 from atlas_services.verify.probes.files import smbclient_failure
 from atlas_services.verify.probes.system import (
@@ -379,6 +379,6 @@ def test_an_unwritable_textfile_directory_does_not_lose_the_cycle(tmp_path: Path
     entries: list[report.JournalEntry] = []
     publisher = report.Publisher(layout=layout, journal=entries.append)
     publisher.publish(cycle(result("web", Status.FAILED)))
-    assert report.load_cycle(layout.verify_latest) is not None
+    assert results.read_cycle(layout.verify_latest) is not None
     assert (layout.status_page_dir / page.PAGE).exists()
     assert [e.fields["ATLAS_PROBE"] for e in entries] == ["web"]

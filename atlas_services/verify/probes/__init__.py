@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import abc
 
-from atlas_services.verify.model import Outcome
+from atlas_services.results import Outcome
 
 
 class Probe(abc.ABC):

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 
 import psycopg2
 
+from atlas_services.results import Outcome
 from atlas_services.verify import account
-from atlas_services.verify.model import Outcome
 from atlas_services.verify.probes import Probe, first_line
 
 # Rows older than this are leftovers of a cycle that was cut off: removed on the way.

@@ -9,8 +9,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from atlas_services import proc
+from atlas_services.results import Outcome
 from atlas_services.verify import account
-from atlas_services.verify.model import Outcome
 from atlas_services.verify.probes import Probe, first_line
 
 _NT_STATUS = re.compile(r"NT_STATUS_[A-Z_]+")

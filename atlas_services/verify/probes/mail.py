@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from email.message import EmailMessage
 from email.utils import make_msgid
 
-from atlas_services.verify.model import Outcome
+from atlas_services.results import Outcome
 from atlas_services.verify.probes import Probe, first_line
 
 TAG_HEADER = "X-Atlas-Verify"

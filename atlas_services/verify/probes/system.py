@@ -19,8 +19,8 @@ from typing import Any, Protocol
 
 from atlas_services import clock, daemons, proc
 from atlas_services.errors import AtlasError, Refused
+from atlas_services.results import Outcome, Status, parse_time, worst
 from atlas_services.roles import Role
-from atlas_services.verify.model import Outcome, Status, parse_time, worst
 from atlas_services.verify.probes import Probe, first_line
 
 

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from atlas_services import clock, tls
-from atlas_services.verify.model import Outcome, Status, worst
+from atlas_services.results import Outcome, Status, worst
 from atlas_services.verify.probes import Probe, first_line
 
 # A certificate that ends sooner than this is reported before it breaks anything.

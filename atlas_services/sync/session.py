@@ -27,14 +27,16 @@ from typing import Any
 from atlas_services import clock, cluster, fsutil, log, messages
 from atlas_services.errors import AtlasError
 from atlas_services.paths import Layout
+from atlas_services.peer import protocol
+from atlas_services.peer.client import Client, Target
+from atlas_services.peer.failures import Kind, SyncError
 from atlas_services.roles import Role
 from atlas_services.store import bundle, subvol
 from atlas_services.store.config import ConfigStore
 from atlas_services.store.modules import ModuleStore
-from atlas_services.sync import drift, listing, manifest, plan, secondary, serve, staged, state, transfer
-from atlas_services.sync.client import Client, Target
-from atlas_services.sync.errors import Kind, SyncError
+from atlas_services.sync import drift, listing, manifest, plan, secondary, state, transfer
 from atlas_services.sync.secondary import Hooks
+from atlas_services.update import marks
 
 logger = logging.getLogger(__name__)
 
@@ -104,10 +106,10 @@ class Session:
 
     def hello(self) -> None:
         reply = self.client.call_json("hello")
-        if not isinstance(reply, dict) or reply.get("protocol") != serve.PROTOCOL:
+        if not isinstance(reply, dict) or reply.get("protocol") != protocol.PROTOCOL:
             raise SyncError(Kind.BAD_REPLY, f"the primary speaks sync protocol "
                             f"{reply.get('protocol') if isinstance(reply, dict) else '?'}, this "
-                            f"server {serve.PROTOCOL}", "update both servers to the same ATLAS version")
+                            f"server {protocol.PROTOCOL}", "update both servers to the same ATLAS version")
         if reply.get("role") != Role.PRIMARY:
             raise SyncError(Kind.NOT_PRIMARY, f"{self.client.target.describe()} answers as "
                             f"{reply.get('role')!r}, not as the primary: nothing is pulled from it",
@@ -227,7 +229,7 @@ class Session:
     def selections(self) -> None:
         assert self.remote is not None
         store = ModuleStore(self.layout.module_store, self.layout.formats_file)
-        markers = staged.staged_modules(self.layout.trial_marks)
+        markers = marks.staged_versions(self.layout.trial_marks)
         to_select, skipped = plan.plan_selections(self.remote.modules, listing.list_modules(store), markers)
         for module in skipped:
             self.notes.append(f"{module}: an update is staged here ({markers[module]}); the primary's "
@@ -257,7 +259,7 @@ class Session:
         ours = manifest.collect(ModuleStore(self.layout.module_store, self.layout.formats_file),
                                 self.layout)
         self.drift_items = tuple(drift.compare(
-            theirs, ours, staged=staged.staged_modules(self.layout.trial_marks),
+            theirs, ours, staged=marks.staged_versions(self.layout.trial_marks),
             interface_pattern=_primary_interface(self.layout.data_root)))
 
     def apply(self) -> None:
@@ -453,7 +455,7 @@ def check(target: Target, layout: Layout = Layout()) -> CheckReport:
     config_store = ConfigStore(layout.config_store)
     module_store = ModuleStore(layout.module_store, layout.formats_file)
     local_modules = listing.list_modules(module_store)
-    markers = staged.staged_modules(layout.trial_marks)
+    markers = marks.staged_versions(layout.trial_marks)
     selections, skipped = plan.plan_selections(session.remote.modules, local_modules, markers)
     return CheckReport(plan.plan_config(session.remote.config, listing.list_config(config_store)),
                        plan.plan_modules(session.remote.modules, local_modules), selections, skipped,

@@ -23,8 +23,8 @@ from typing import Any
 from atlas_services import cluster, dataset, proc
 from atlas_services.errors import EXIT_REFUSED, Refused
 from atlas_services.paths import Layout
+from atlas_services.peer.failures import Kind, SyncError
 from atlas_services.roles import Role
-from atlas_services.sync.errors import Kind, SyncError
 
 CONNECT_TIMEOUT_S = 10
 # A peer that stops answering is given up after ServerAliveInterval × ServerAliveCountMax.

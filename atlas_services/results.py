@@ -1,14 +1,21 @@
-"""What a verification cycle produces: probe results, cycles, and state changes (pure logic)."""
+"""The Verifier's results: probe results, cycles and state changes (pure logic), and the one
+reader of the files they are kept in (latest.json, history.jsonl, the peer's copy).
+
+Below the concerns: the Verifier writes them, the update counts a trial's green cycles in
+them, the door serves them, `atlas status` shows them.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
 import enum
+import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
-from atlas_services.errors import Refused
+from atlas_services.errors import AtlasError, Refused
 
 CYCLE_FORMAT = 1
 
@@ -234,3 +241,35 @@ def changes(previous: Cycle | None, current: Cycle) -> list[Change]:
     before = {r.probe: r.status for r in previous.results} if previous else {}
     return [Change(r.probe, before.get(r.probe, Status.OK), r)
             for r in current.results if r.status is not before.get(r.probe, Status.OK)]
+
+
+# ---------------------------------------------------------------- on disk
+
+
+def read_cycle(path: Path) -> Cycle | None:
+    """A cycle file (ours or the peer's); None when absent. Unreadable is an error to show."""
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        return None
+    try:
+        data = json.loads(text)
+    except ValueError as err:
+        raise AtlasError(f"{path} is not valid JSON: {err}") from None
+    return Cycle.from_json(data, str(path))
+
+
+def read_history(path: Path, limit: int | None = None) -> list[Cycle]:
+    """The recorded cycles (the newest `limit`), oldest first; lines that do not parse are
+    skipped: a line cut by a crash costs that cycle, not the history."""
+    try:
+        lines = path.read_text().splitlines()
+    except FileNotFoundError:
+        return []
+    cycles = []
+    for line in lines[-limit:] if limit else lines:
+        try:
+            cycles.append(Cycle.from_json(json.loads(line), str(path)))
+        except (ValueError, AtlasError):
+            continue
+    return cycles

@@ -1,14 +1,14 @@
-"""Modules with an update on trial on this secondary (design §7): the Synchronizer leaves
-their selection alone instead of mirroring the primary's.
+"""The secondary's trial markers: modules with an update on trial on this secondary (design
+§7). The Synchronizer leaves their selection alone instead of mirroring the primary's.
 
-The marker is one file per module in /var/lib/atlas/sync/staged/:
+The marker is one file per module in /var/lib/atlas/sync/staged/ (Layout.trial_marks):
 
     0.2.0                          the staged version (first line)
     stage 3f2a…                    the primary's id of this stage
     since 2026-11-25T12:00:00Z     when this server selected it (the trial's start)
 
-A sync writes it (`mark_staged`) when the primary's hello stages a version this
-server holds, and removes it (`clear_staged`) when the primary no longer does (promoted,
+A sync writes it (`mark`) when the primary's hello stages a version this
+server holds, and removes it (`clear`) when the primary no longer does (promoted,
 rolled back, aborted); from then on the primary's selection is mirrored again.
 """
 
@@ -46,7 +46,7 @@ def _parse(text: str) -> Mark | None:
                 extra.get("since") or None)
 
 
-def staged_marks(directory: Path) -> dict[str, Mark]:
+def read_marks(directory: Path) -> dict[str, Mark]:
     """module → its mark, for every valid marker."""
     if not directory.is_dir():
         return {}
@@ -60,12 +60,12 @@ def staged_marks(directory: Path) -> dict[str, Mark]:
     return found
 
 
-def staged_modules(directory: Path) -> dict[str, str]:
+def staged_versions(directory: Path) -> dict[str, str]:
     """module → staged version, for every valid marker."""
-    return {module: mark.version for module, mark in staged_marks(directory).items()}
+    return {module: mark.version for module, mark in read_marks(directory).items()}
 
 
-def mark_staged(module: str, version: str, directory: Path, *,
+def mark(module: str, version: str, directory: Path, *,
                 stage_id: str | None = None, since: str | None = None) -> None:
     if not bundle.NAME_PATTERN.fullmatch(module) or not bundle.VERSION_PATTERN.fullmatch(version):
         raise Refused(f"{module} {version} is not a module name and version")
@@ -79,7 +79,7 @@ def mark_staged(module: str, version: str, directory: Path, *,
     fsutil.write_atomic(directory / module, "\n".join(lines) + "\n")
 
 
-def clear_staged(module: str, directory: Path) -> None:
+def clear(module: str, directory: Path) -> None:
     if not bundle.NAME_PATTERN.fullmatch(module):
         raise Refused(f"{module!r} is not a module name")
     (directory / module).unlink(missing_ok=True)
