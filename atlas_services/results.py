@@ -58,6 +58,14 @@ class Outcome:
         return cls(Status.FAILED, message)
 
 
+def combine(outcomes: Iterable[Outcome]) -> Outcome:
+    """One outcome from several: the worst status; the problems' reasons, or all if none."""
+    outcomes = list(outcomes)
+    status = worst(o.status for o in outcomes)
+    shown = [o for o in outcomes if o.status is not Status.OK] or outcomes
+    return Outcome(status, "; ".join(o.message for o in shown))
+
+
 def format_time(when: dt.datetime) -> str:
     return when.astimezone(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 

@@ -27,7 +27,8 @@ from atlas_services.store import bundle
 from atlas_services.update import view
 from atlas_services.verify import report
 from atlas_services.verify.cycle import modules_in_use
-from atlas_services.verify.probes.system import SpaceProbe, SyncProbe
+from atlas_services.verify.probes.freshness import SyncProbe
+from atlas_services.verify.probes.space import SpaceProbe
 from atlas_services.verify.runner import run_cycle
 from testkit.syncpair import REPO, TEST_KEY, TEST_PUB, Pair, PrivateSshd, make_pair, serve_command
 

@@ -12,8 +12,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from atlas_services import clock
-from atlas_services.errors import EXIT_FAILED, EXIT_OK, Refused
+from atlas_services import clock, settings
+from atlas_services.errors import EXIT_FAILED, EXIT_OK, AtlasError, Refused
+from atlas_services.paths import Layout
 from atlas_services.peer.failures import SyncError
 from atlas_services.roles import Role, read_role
 from atlas_services.sync import drift, state
@@ -66,10 +67,20 @@ def _size(n: int) -> str:
     return str(n)
 
 
-def format_status(s: state.SyncState, at: datetime) -> str:
+def _stale_after_s(layout: Layout) -> int:
+    """The freshness threshold in force; a damaged atlas.json must not hide the status."""
+    try:
+        return settings.load(layout).sync_stale_after_s
+    except AtlasError:
+        return settings.Settings().sync_stale_after_s
+
+
+def format_status(s: state.SyncState, at: datetime, stale_after_s: int) -> str:
     headline = (f" — last success {_ago(s.last_success, at)}" if s.status != "never"
                 else ": this server has not synchronized yet")
+    fresh = state.freshness(s, at, stale_after_s)
     rows = [("sync", s.status + headline),
+            ("fresh", f"{fresh.status}: {fresh.message}"),
             ("last try", _ago(s.last_attempt, at)
              + (f", took {s.duration_s:.1f} s" if s.last_attempt else ""))]
     if s.error_kind or s.last_error:
@@ -144,7 +155,7 @@ def sync_command(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(result.to_json(), indent=2))
     else:
-        print(format_status(result, clock.utcnow()))
+        print(format_status(result, clock.utcnow(), _stale_after_s(layout)))
     return EXIT_OK if result.status == "ok" else EXIT_FAILED
 
 
@@ -187,7 +198,7 @@ def status_command(args: argparse.Namespace) -> int:
         current = replace(current, status="interrupted",
                           notes=("the last sync was killed before it finished; the next one cleans up "
                                  "after it", *current.notes))
-    print(format_status(current, clock.utcnow()))
+    print(format_status(current, clock.utcnow(), _stale_after_s(layout)))
     return EXIT_OK
 
 

@@ -1,20 +1,21 @@
 """The Synchronizer's record, /var/lib/atlas/sync/state.json: last attempt and success, what
 went wrong, generations and modules on both sides, what was applied, and the drift report.
 
-The Verifier reads `last_attempt`, `last_success` and `drift[].item/class/reason`, and can
-call `assess()` for its sync-freshness probe.
+`freshness()` is the one rule for how fresh that is: `atlas sync status` shows it and the
+Verifier's sync probe reports it.
 """
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from atlas_services import clock, fsutil
 from atlas_services.errors import AtlasError
+from atlas_services.results import Outcome, combine
 from atlas_services.sync.drift import DriftClass, DriftItem
 
 FORMAT = 1
@@ -159,19 +160,32 @@ def write(state: SyncState, path: Path) -> None:
     fsutil.write_atomic(path, json.dumps(state.to_json(), indent=2) + "\n")
 
 
-def assess(state: SyncState, at: datetime, stale_after_s: int) -> tuple[str, str]:
-    """The Verifier's view: ("ok" | "failed", reason). Failed when the last success is older
-    than `stale_after_s` (or there was none) or the drift report holds an incompatibility."""
-    incompatible = [d for d in state.drift if d.klass is DriftClass.INCOMPATIBLE]
+def freshness(state: SyncState, now: datetime, stale_after_s: int) -> Outcome:
+    """The one answer to "is this secondary's copy of the primary fresh?", for `atlas sync
+    status` and the Verifier's sync probe: the last success no older than `stale_after_s`
+    (settings: sync_stale_after_s) is ok, older degraded, four times older failed (missed
+    syncs come and go; a week-old copy is no failover); an incompatible drift fails."""
+    if state.last_attempt is None:
+        return Outcome.failed("never synced from the primary")
     if state.last_success is None:
-        return "failed", "the secondary has never synchronized with the primary" + (
-            f" ({state.last_error})" if state.last_error else "")
-    age = (at - clock.parse_time(state.last_success)).total_seconds()
-    if age > stale_after_s:
-        return "failed", (f"the last successful sync was {int(age // 60)} min ago"
-                          + (f"; since then: {state.last_error}" if state.last_error else ""))
-    if incompatible:
-        shown = "; ".join(f"{d.item}: {d.reason}" for d in incompatible[:3])
-        more = f" (and {len(incompatible) - 3} more)" if len(incompatible) > 3 else ""
-        return "failed", f"{len(incompatible)} incompatible difference(s) with the primary: {shown}{more}"
-    return "ok", f"in sync with the primary (last success {state.last_success})"
+        last_attempt = clock.span(now - clock.parse_time(state.last_attempt))
+        return Outcome.failed(f"no successful sync yet (last attempt {last_attempt} ago)")
+    age = now - clock.parse_time(state.last_success)
+    stale = timedelta(seconds=stale_after_s)
+    text = f"last sync {clock.span(age)} ago"
+    if clock.parse_time(state.last_attempt) > clock.parse_time(state.last_success):
+        text += f", last attempt {clock.span(now - clock.parse_time(state.last_attempt))} ago failed"
+    if age > 4 * stale:
+        age_outcome = Outcome.failed(f"{text} (stale after {clock.span(stale)})")
+    elif age > stale:
+        age_outcome = Outcome.degraded(f"{text} (stale after {clock.span(stale)})")
+    else:
+        age_outcome = Outcome.ok(text)
+    bad = [d for d in state.drift if d.klass is DriftClass.INCOMPATIBLE]
+    if bad:
+        drift_outcome = Outcome.failed("incompatible with the primary: "
+                                       + ", ".join(f"{d.item} ({d.reason})" for d in bad))
+    else:
+        compatible = sum(1 for d in state.drift if d.klass is DriftClass.COMPATIBLE)
+        drift_outcome = Outcome.ok(f"no incompatible drift ({compatible} compatible differences)")
+    return combine([age_outcome, drift_outcome])

@@ -20,17 +20,12 @@ from atlas_services.verify import account, report
 from atlas_services.verify.probes import Probe, Unavailable
 from atlas_services.verify.probes.database import DatabaseProbe
 from atlas_services.verify.probes.files import FilesProbe
+from atlas_services.verify.probes.freshness import SyncProbe
 from atlas_services.verify.probes.mail import MailProbe
-from atlas_services.verify.probes.system import (
-    ClockProbe,
-    RaidProbe,
-    SpaceProbe,
-    SyncProbe,
-    Systemctl,
-    SystemdUnits,
-    UnitsProbe,
-    kernel_clock_synchronized,
-)
+from atlas_services.verify.probes.raid import RaidProbe
+from atlas_services.verify.probes.space import SpaceProbe
+from atlas_services.verify.probes.timekeeping import ClockProbe, kernel_clock_synchronized
+from atlas_services.verify.probes.units import Systemctl, SystemdUnits, UnitsProbe
 from atlas_services.verify.probes.web import WebProbe
 from atlas_services.verify.runner import run_cycle
 

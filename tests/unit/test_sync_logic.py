@@ -12,6 +12,7 @@ from atlas_services.errors import AtlasError, Refused
 from atlas_services.peer import keys
 from atlas_services.peer.client import Target, classify, ssh_argv
 from atlas_services.peer.failures import Kind
+from atlas_services.results import Outcome, Status
 from atlas_services.sync import plan, state, transfer
 from atlas_services.sync.cli import format_status
 from atlas_services.sync.drift import DriftClass, DriftItem
@@ -179,17 +180,23 @@ def test_invalid_state_is_refused(bad: dict[str, object]) -> None:
 AT = datetime(2026, 11, 25, 20, 0, tzinfo=UTC)
 
 
-def test_assess_fails_a_stale_sync_and_incompatible_drift() -> None:
+def test_freshness_degrades_a_stale_sync_fails_an_old_one_and_incompatible_drift() -> None:
     fresh = state.SyncState(status="ok", last_attempt="2026-11-25T19:59:00Z",
                             last_success="2026-11-25T19:59:00Z")
-    assert state.assess(fresh, AT, 900)[0] == "ok"
-    stale = state.SyncState(status="failed", last_success="2026-11-25T19:00:00Z", last_error="unreachable")
-    assert state.assess(stale, AT, 900) == ("failed", "the last successful sync was 60 min ago; since "
-                                                      "then: unreachable")
-    drifted = state.SyncState(status="ok", last_success="2026-11-25T19:59:00Z",
+    assert state.freshness(fresh, AT, 900).status is Status.OK
+    stale = state.SyncState(status="failed", last_attempt="2026-11-25T19:59:00Z",
+                            last_success="2026-11-25T19:40:00Z", last_error="unreachable")
+    assert state.freshness(stale, AT, 900) == Outcome.degraded(
+        "last sync 20 min ago, last attempt 60 s ago failed (stale after 15 min)")
+    old = state.SyncState(status="failed", last_attempt="2026-11-25T19:59:00Z",
+                          last_success="2026-11-25T18:00:00Z")
+    assert state.freshness(old, AT, 900).status is Status.FAILED
+    drifted = state.SyncState(status="ok", last_attempt="2026-11-25T19:59:00Z",
+                              last_success="2026-11-25T19:59:00Z",
                               drift=(DriftItem("package nginx", DriftClass.INCOMPATIBLE, "1.22 vs 1.24"),))
-    assert state.assess(drifted, AT, 900)[0] == "failed"
-    assert state.assess(state.SyncState(), AT, 900)[0] == "failed"
+    assert state.freshness(drifted, AT, 900) == Outcome.failed(
+        "incompatible with the primary: package nginx (1.22 vs 1.24)")
+    assert state.freshness(state.SyncState(), AT, 900) == Outcome.failed("never synced from the primary")
 
 
 def test_status_text_names_the_error_and_the_incompatibilities() -> None:
@@ -197,7 +204,8 @@ def test_status_text_names_the_error_and_the_incompatibilities() -> None:
                              last_error="possible impostor", peer="shop1 (10.77.0.10)",
                              drift=(DriftItem("package nginx", DriftClass.INCOMPATIBLE, "1.22 vs 1.24"),
                                     DriftItem("kernel", DriftClass.EQUAL, "6.1")))
-    text = format_status(record, AT)
+    text = format_status(record, AT, 900)
+    assert "fresh     failed: no successful sync yet (last attempt 2 min ago)" in text
     assert "error     [host-key] possible impostor" in text
     assert "! incompatible package nginx: 1.22 vs 1.24" in text
     assert "kernel" not in text.split("drift")[1].split("\n", 1)[1]  # equal items are only counted

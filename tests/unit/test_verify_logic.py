@@ -11,26 +11,22 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from atlas_services import messages, results
-from atlas_services.errors import Refused
+from atlas_services.errors import AtlasError, Refused
 from atlas_services.paths import Layout
 from atlas_services.results import Cycle, Outcome, ProbeResult, Status, changes, worst
 from atlas_services.roles import Role
+from atlas_services.sync import state as sync_state
+from atlas_services.sync.drift import DriftItem
 from atlas_services.verify import page, report, textfile
 from atlas_services.verify.account import VerifierAccount
 from atlas_services.verify.environment import ssha512, ssha512_matches
 from atlas_services.verify.probes import Probe
 from atlas_services.verify.probes.files import smbclient_failure
-from atlas_services.verify.probes.system import (
-    Mount,
-    SyncState,
-    clock_outcome,
-    find_mount,
-    parse_mountinfo,
-    raid_outcome,
-    space_outcome,
-    sync_outcome,
-    units_outcome,
-)
+from atlas_services.verify.probes.freshness import sync_outcome
+from atlas_services.verify.probes.raid import Mount, find_mount, parse_mountinfo, raid_outcome
+from atlas_services.verify.probes.space import space_outcome
+from atlas_services.verify.probes.timekeeping import clock_outcome
+from atlas_services.verify.probes.units import units_outcome
 from atlas_services.verify.probes.web import certificate_outcome
 from atlas_services.verify.runner import run_cycle
 
@@ -238,20 +234,21 @@ def test_free_space_below_setting_degrades_and_below_half_fails() -> None:
     assert space_outcome("/srv", 4, 100, 10).status is Status.FAILED
 
 
-def _sync(success_ago_s: int | None, drift: list[dict[str, str]] | None = None) -> SyncState:
-    return SyncState.from_json({
-        "last_attempt": (T0 - dt.timedelta(seconds=10)).isoformat(),
-        "last_success": None if success_ago_s is None
+def _sync(success_ago_s: int | None, drift: list[dict[str, str]] | None = None) -> sync_state.SyncState:
+    return sync_state.SyncState(
+        status="ok" if success_ago_s is not None else "failed",
+        last_attempt=(T0 - dt.timedelta(seconds=10)).isoformat(),
+        last_success=None if success_ago_s is None
         else (T0 - dt.timedelta(seconds=success_ago_s)).isoformat(),
-        "drift": drift or []})
+        drift=tuple(DriftItem.from_json(d) for d in drift or []))
 
 
 def test_sync_is_not_a_primarys_business() -> None:
-    assert sync_outcome(Role.PRIMARY, None, T0, 900).status is Status.OK
+    assert sync_outcome(Role.PRIMARY, sync_state.SyncState(), T0, 900).status is Status.OK
 
 
 def test_secondary_that_never_synced_fails() -> None:
-    assert sync_outcome(Role.SECONDARY, None, T0, 900).status is Status.FAILED
+    assert sync_outcome(Role.SECONDARY, sync_state.SyncState(), T0, 900).status is Status.FAILED
     assert sync_outcome(Role.SECONDARY, _sync(None), T0, 900).status is Status.FAILED
 
 
@@ -270,9 +267,9 @@ def test_incompatible_drift_fails_and_compatible_drift_does_not() -> None:
 
 
 def test_sync_state_with_an_unknown_drift_class_is_refused() -> None:
-    with pytest.raises(Refused, match="drift 0"):
-        SyncState.from_json({"last_attempt": T0.isoformat(), "last_success": None,
-                             "drift": [{"item": "x", "class": "maybe", "reason": ""}]})
+    with pytest.raises(AtlasError, match="not valid sync state"):
+        sync_state.SyncState.from_json({"format": 1, "status": "ok", "last_attempt": T0.isoformat(),
+                                        "drift": [{"item": "x", "class": "maybe", "reason": ""}]})
 
 
 def test_clock_before_the_build_fails() -> None:
