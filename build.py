@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import atlas_services
-from atlas_services import blockdev, errors, log, proc
+from atlas_services import blockdev, errors, fsutil, log, proc
 from atlas_services.errors import AtlasError, Refused
 
 REPO = Path(__file__).resolve().parent
@@ -160,7 +160,7 @@ def check_host() -> None:
     missing = [tool for tool in HOST_TOOLS if shutil.which(tool) is None]
     if missing:
         raise Refused(f"host tools missing: {', '.join(missing)}", SETUP_HINT)
-    version = proc.run(["mkosi", "--version"]).stdout.split()[-1]
+    version = proc.run(["mkosi", "--version"], hint=SETUP_HINT).stdout.split()[-1]
     if version.split(".")[0] != MKOSI_MAJOR:
         raise Refused(f"mkosi {version} found, {MKOSI_MAJOR}.x needed", SETUP_HINT)
 
@@ -293,7 +293,8 @@ def run_mkosi(config_dir: Path, clean: bool, verbose: bool) -> None:
     # -f replaces an earlier output of the same name; -ff also drops the incremental cache.
     force = "-ff" if clean else "-f"
     try:
-        proc.stream(["mkosi", "--directory", config_dir, force, "build"], on_line=progress)
+        proc.stream(["mkosi", "--directory", config_dir, force, "build"], on_line=progress,
+                    hint=SETUP_HINT)
     except proc.CommandFailed as err:
         raise AtlasError(f"mkosi failed during: {progress.step}", f"full log: {log_file}") from err
     finally:
@@ -333,7 +334,7 @@ class Partition:
 
 
 def partitions(image: Path) -> list[Partition]:
-    table = json.loads(proc.run(["sfdisk", "--json", image]).stdout)["partitiontable"]
+    table = json.loads(proc.run(["sfdisk", "--json", image], hint=SETUP_HINT).stdout)["partitiontable"]
     sector = int(table.get("sectorsize", 512))
     return [Partition(start=p["start"] * sector, size=p["size"] * sector,
                       type=p["type"].upper(), uuid=p["uuid"].lower())
@@ -354,7 +355,7 @@ def root_partition(image: Path) -> Partition:
 def esp_files(image: Path) -> list[str]:
     """Paths of the files on the image's ESP, read with mtools (no vfat mount needed)."""
     esp = find_partition(image, ESP_TYPE)
-    listing = proc.run(["mdir", "-/", "-b", "-i", f"{image}@@{esp.start}", "::/"]).stdout
+    listing = proc.run(["mdir", "-/", "-b", "-i", f"{image}@@{esp.start}", "::/"], hint=SETUP_HINT).stdout
     return [line.removeprefix("::/") for line in listing.splitlines()
             if line.startswith("::/") and not line.endswith("/")]
 
@@ -369,7 +370,7 @@ def mounted_root(image: Path) -> Iterator[Path]:
         try:
             yield Path(mountpoint)
         finally:
-            proc.run(["umount", mountpoint], check=False)
+            proc.run(["umount", mountpoint], ok_codes=proc.ANY_EXIT)
 
 
 def host_secrets(root: Path) -> list[str]:
@@ -407,10 +408,10 @@ def write_outputs(artifacts: Artifacts, build_info: dict[str, Any],
                   kernel_cmdline: str) -> dict[str, Any]:
     """Write the checksum, the direct-boot command line and manifest.json next to the image."""
     image_sha = sha256_file(artifacts.image)
-    write_atomic(artifacts.image.with_name(artifacts.image.name + ".sha256"),
+    fsutil.write_atomic(artifacts.image.with_name(artifacts.image.name + ".sha256"),
                  f"{image_sha}  {artifacts.image.name}\n")
     cmdline_file = artifacts.image.with_suffix(".cmdline")
-    write_atomic(cmdline_file, kernel_cmdline + "\n")
+    fsutil.write_atomic(cmdline_file, kernel_cmdline + "\n")
     manifest = {
         **build_info,
         "image": artifacts.image.name,
@@ -421,15 +422,9 @@ def write_outputs(artifacts: Artifacts, build_info: dict[str, Any],
         "kernel_command_line": kernel_cmdline,
         "packages": packages_from_mkosi_manifest(artifacts.mkosi_manifest),
     }
-    write_atomic(artifacts.image.parent / "manifest.json",
+    fsutil.write_atomic(artifacts.image.parent / "manifest.json",
                  json.dumps(manifest, indent=2, sort_keys=True) + "\n")
     return manifest
-
-
-def write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
 
 
 def direct_boot_cmdline(image: Path) -> str:

@@ -59,10 +59,11 @@ class Probe:
 
 def probe(device: Path) -> Probe:
     """Low-level probe (blkid -p): reads the device itself, whatever udev knows or not."""
-    result = proc.run(["blkid", "-p", "-o", "export", device], check=False)
-    # blkid exits 2 when it finds nothing recognisable: an empty disk.
-    if result.returncode not in (0, 2):
-        raise Refused(f"cannot probe {device}: {result.stderr.strip() or 'blkid failed'}")
+    try:
+        # blkid exits 2 when it finds nothing recognisable: an empty disk.
+        result = proc.run(["blkid", "-p", "-o", "export", device], ok_codes=(0, 2))
+    except proc.CommandFailed as err:
+        raise Refused(f"cannot probe {device}: {err.output.strip() or 'blkid failed'}") from None
     values = {}
     for line in result.stdout.splitlines():
         key, sep, value = line.partition("=")
@@ -76,7 +77,7 @@ def probe_all(devices: list[Path]) -> list[Probe]:
     blkid cannot open counts as empty, with the reason logged."""
     if not devices:
         return []
-    result = proc.run(["blkid", "-p", "-o", "export", *devices], check=False)
+    result = proc.run(["blkid", "-p", "-o", "export", *devices], ok_codes=proc.ANY_EXIT)
     found: dict[str, dict[str, str]] = {}
     current: dict[str, str] | None = None
     for line in result.stdout.splitlines():

@@ -58,7 +58,7 @@ def mounted(devices: Sequence[Path], *, readonly: bool, degraded: bool = False,
         try:
             yield where
         finally:
-            proc.run(["umount", where], check=False)
+            proc.run(["umount", where], ok_codes=proc.ANY_EXIT)
 
 
 def _existing_volume(device: Path) -> Volume | None:

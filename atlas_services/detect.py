@@ -186,9 +186,9 @@ def probe_facts(known_cluster: str | None, devices: Sequence[Path] | None = None
 
 def address_answered(interface: str, address: str, seconds: int = 1) -> bool:
     """IPv4 duplicate-address detection (RFC 5227 probe) on the business interface."""
-    proc.run(["ip", "link", "set", "dev", interface, "up"], check=False)
+    proc.run(["ip", "link", "set", "dev", interface, "up"], ok_codes=proc.ANY_EXIT)
     result = proc.run(["arping", "-D", "-q", "-I", interface, "-c", str(seconds), "-w",
-                       str(seconds + 1), address], check=False)
+                       str(seconds + 1), address], ok_codes=proc.ANY_EXIT)
     # arping -D: exit 0 when nobody answered, 1 when a reply came (address in use).
     if result.returncode == 0:
         return False

@@ -10,7 +10,7 @@ import shlex
 import signal
 import subprocess
 import tempfile
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Container, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any
 
@@ -55,37 +55,85 @@ def _failure(argv: Argv, returncode: int, output: str, hint: str | None) -> Comm
     return err
 
 
+# The Debian package each program ATLAS runs comes from: a program missing on the box means
+# the image lacks that package (on a build or test host, ci/setup installs them).
+PACKAGES = {
+    "arping": "iputils-arping", "blkid": "util-linux", "btrfs": "btrfs-progs",
+    "dpkg-query": "dpkg", "doveconf": "dovecot-core", "dovecot": "dovecot-core", "ip": "iproute2",
+    "losetup": "mount", "mdir": "mtools", "mkfs.btrfs": "btrfs-progs", "mkosi": "mkosi",
+    "mount": "mount", "networkctl": "systemd", "nginx": "nginx", "pdbedit": "samba-common-bin",
+    "postconf": "postfix", "postmap": "postfix", "setpriv": "util-linux", "sfdisk": "fdisk",
+    "smbclient": "smbclient", "smbpasswd": "samba-common-bin", "ssh": "openssh-client",
+    "ssh-keygen": "openssh-client", "sshd": "openssh-server", "systemctl": "systemd",
+    "testparm": "samba-common-bin", "umount": "mount", "wipefs": "util-linux",
+}
+
+
+def missing_hint(program: str) -> str:
+    """What to do when `program` is not on this system."""
+    package = PACKAGES.get(Path(program).name)
+    if package is None:
+        return "it is not on this system: is the image complete?"
+    return f"it comes with the Debian package {package}: is the image complete?"
+
+
 def _not_found(argv: Argv, hint: str | None) -> CommandFailed:
-    return CommandFailed(argv, "was not found", hint=hint or "run ci/setup to install the host tools")
+    return CommandFailed(argv, "was not found", hint=hint or missing_hint(str(argv[0])))
 
 
-def _complete(argv: Argv, input: str | bytes | None, text: bool,
-              env: Mapping[str, str] | None, cwd: Path | None, timeout: float | None,
-              hint: str | None) -> subprocess.CompletedProcess[Any]:
-    log.debug("$ %s", shlex.join(str(a) for a in argv))
+class _AnyExit(Container[int]):
+    def __contains__(self, code: object) -> bool:
+        return True
+
+
+# ok_codes for a program whose exit code is itself the answer (the caller reads it).
+ANY_EXIT: Container[int] = _AnyExit()
+
+
+def _popen(argv: Argv, shown: str, *, hint: str | None, env: Mapping[str, str] | None,
+           **options: Any) -> subprocess.Popen[Any]:
+    """The one place a program starts: logged under --debug, a clean environment, a missing
+    program reported as such."""
+    log.debug("$ %s%s", shlex.join(str(a) for a in argv), shown)
     try:
-        return subprocess.run(
-            [str(a) for a in argv],
-            input=input,
-            stdin=None if input is not None else subprocess.DEVNULL,
-            capture_output=True,
-            text=text,
-            env=clean_env(env),
-            cwd=cwd,
-            timeout=timeout,
-            check=False,
-        )
+        return subprocess.Popen([str(a) for a in argv], env=clean_env(env), **options)
     except FileNotFoundError:
         raise _not_found(argv, hint) from None
-    except subprocess.TimeoutExpired:
-        raise CommandFailed(argv, f"did not finish within {timeout:g} s", hint=hint) from None
+
+
+def _complete(argv: Argv, *, input: str | bytes | None, text: bool, stdout: int | None,
+              env: Mapping[str, str] | None, cwd: Path | None, timeout: float | None,
+              hint: str | None, ok_codes: Container[int]) -> subprocess.CompletedProcess[Any]:
+    """Run a program to its end (killed after `timeout` s); an exit code outside `ok_codes`
+    raises CommandFailed with the last line it printed on stderr."""
+    child = _popen(argv, "" if stdout is None else f" >&{stdout}", hint=hint, env=env, cwd=cwd,
+                   stdin=subprocess.PIPE if input is not None else subprocess.DEVNULL,
+                   stdout=subprocess.PIPE if stdout is None else stdout, stderr=subprocess.PIPE,
+                   text=text)
+    with child:
+        try:
+            out, err = child.communicate(input, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.communicate()
+            raise CommandFailed(argv, f"did not finish within {timeout:g} s", hint=hint) from None
+        except BaseException:
+            child.kill()
+            raise
+    result: subprocess.CompletedProcess[Any] = subprocess.CompletedProcess(
+        [str(a) for a in argv], child.returncode, out, err)
+    if child.returncode not in ok_codes:
+        stderr = err if isinstance(err, str) else (err or b"").decode(errors="replace")
+        stdout_text = out if isinstance(out, str) else ""
+        raise _failure(argv, child.returncode, stderr or stdout_text, hint)
+    return result
 
 
 def run(
     argv: Argv,
     *,
     input: str | bytes | None = None,
-    check: bool = True,
+    ok_codes: Container[int] = (0,),
     env: Mapping[str, str] | None = None,
     cwd: Path | None = None,
     timeout: float | None = None,
@@ -93,14 +141,13 @@ def run(
 ) -> subprocess.CompletedProcess[str]:
     """Run a program to completion, capturing its output as text.
 
-    stdin is /dev/null unless `input` is given. A failure (with `check`) raises
-    CommandFailed carrying the last line the program printed on stderr.
+    stdin is /dev/null unless `input` is given. An exit code outside `ok_codes` raises
+    CommandFailed carrying the last line the program printed on stderr; with ANY_EXIT the
+    caller reads `returncode` itself.
     """
     data = input.decode() if isinstance(input, bytes) else input
-    result: subprocess.CompletedProcess[str] = _complete(argv, data, True, env, cwd, timeout, hint)
-    if check and result.returncode != 0:
-        raise _failure(argv, result.returncode, result.stderr or result.stdout, hint)
-    return result
+    return _complete(argv, input=data, text=True, stdout=None, env=env, cwd=cwd, timeout=timeout,
+                     hint=hint, ok_codes=ok_codes)
 
 
 def run_bytes(
@@ -112,11 +159,10 @@ def run_bytes(
     hint: str | None = None,
 ) -> bytes:
     """Run a program whose stdout is binary (a stream, an archive) and return it."""
-    result: subprocess.CompletedProcess[bytes] = _complete(argv, input, False, env, None,
-                                                           timeout, hint)
-    if result.returncode != 0:
-        raise _failure(argv, result.returncode, result.stderr.decode(errors="replace"), hint)
-    return result.stdout
+    result = _complete(argv, input=input, text=False, stdout=None, env=env, cwd=None,
+                       timeout=timeout, hint=hint, ok_codes=(0,))
+    out: bytes = result.stdout
+    return out
 
 
 def stream(
@@ -128,20 +174,8 @@ def stream(
     hint: str | None = None,
 ) -> None:
     """Run a long program, handing each line of its combined output to `on_line` as it comes."""
-    log.debug("$ %s", shlex.join(str(a) for a in argv))
-    try:
-        child = subprocess.Popen(
-            [str(a) for a in argv],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            errors="replace",
-            env=clean_env(env),
-            cwd=cwd,
-        )
-    except FileNotFoundError:
-        raise _not_found(argv, hint) from None
+    child = _popen(argv, "", hint=hint, env=env, cwd=cwd, stdin=subprocess.DEVNULL,
+                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace")
     assert child.stdout is not None
     tail: list[str] = []
     try:
@@ -182,21 +216,12 @@ def spawn(
 
     The caller owns the process and must end it with `terminate`.
     """
-    log.debug("$ %s &", shlex.join(str(a) for a in argv))
     with log_file.open("ab") as output:
-        try:
-            return subprocess.Popen(
-                [str(a) for a in argv],
-                stdin=subprocess.DEVNULL,
-                stdout=output,
-                stderr=subprocess.STDOUT,
-                env=clean_env(env),
-                cwd=cwd,
-                start_new_session=True,
-                preexec_fn=_die_with_parent if die_with_parent else None,
-            )
-        except FileNotFoundError:
-            raise _not_found(argv, hint) from None
+        child: subprocess.Popen[bytes] = _popen(
+            argv, " &", hint=hint, env=env, cwd=cwd, stdin=subprocess.DEVNULL, stdout=output,
+            stderr=subprocess.STDOUT, start_new_session=True,
+            preexec_fn=_die_with_parent if die_with_parent else None)
+        return child
 
 
 def terminate(child: subprocess.Popen[bytes], grace: float = 10) -> None:
@@ -225,23 +250,8 @@ def run_to_fd(
 ) -> None:
     """Run a program whose output goes straight to an open file descriptor (a btrfs stream
     to a peer, say) without passing through Python; stderr is kept for the error report."""
-    log.debug("$ %s >&%d", shlex.join(str(a) for a in argv), stdout)
-    try:
-        result = subprocess.run(
-            [str(a) for a in argv],
-            stdin=subprocess.DEVNULL,
-            stdout=stdout,
-            stderr=subprocess.PIPE,
-            env=clean_env(env),
-            timeout=timeout,
-            check=False,
-        )
-    except FileNotFoundError:
-        raise _not_found(argv, hint) from None
-    except subprocess.TimeoutExpired:
-        raise CommandFailed(argv, f"did not finish within {timeout:g} s", hint=hint) from None
-    if result.returncode != 0:
-        raise _failure(argv, result.returncode, result.stderr.decode(errors="replace"), hint)
+    _complete(argv, input=None, text=False, stdout=stdout, env=env, cwd=None, timeout=timeout,
+              hint=hint, ok_codes=(0,))
 
 
 class Started:
@@ -305,17 +315,12 @@ def start(
 ) -> Started:
     """Start a program whose stdin and/or stdout the caller connects (subprocess.PIPE, a file
     or another program's pipe); stdin defaults to /dev/null, stdout to a pipe."""
-    log.debug("$ %s |", shlex.join(str(a) for a in argv))
     stderr = tempfile.TemporaryFile()  # noqa: SIM115 (Started owns and closes it)
     try:
-        child = subprocess.Popen(
-            [str(a) for a in argv],
-            stdin=subprocess.DEVNULL if stdin is None else stdin,
-            stdout=subprocess.PIPE if stdout is None else stdout,
-            stderr=stderr,
-            env=clean_env(env),
-        )
-    except FileNotFoundError:
+        child: subprocess.Popen[bytes] = _popen(
+            argv, " |", hint=hint, env=env, stdin=subprocess.DEVNULL if stdin is None else stdin,
+            stdout=subprocess.PIPE if stdout is None else stdout, stderr=stderr)
+    except CommandFailed:
         stderr.close()
-        raise _not_found(argv, hint) from None
+        raise
     return Started(argv, child, stderr)

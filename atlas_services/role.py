@@ -79,8 +79,8 @@ class DBusSystem:
         # reload before then would D-Bus-activate it, and it waits for us: only a running
         # networkd is told (when the role is re-applied by hand).
         if proc.run(["systemctl", "is-active", "--quiet", "systemd-networkd.service"],
-                    check=False).returncode == 0:
-            proc.run(["networkctl", "reload"], check=False)
+                    ok_codes=proc.ANY_EXIT).returncode == 0:
+            proc.run(["networkctl", "reload"], ok_codes=proc.ANY_EXIT)
 
     def reload_units(self) -> None:
         self.bus.get("org.freedesktop.systemd1").Reload()
@@ -268,7 +268,7 @@ def _failed(err: Exception, data_root: Path) -> Decision:
     """Taking the role broke on this server: serve nothing, unmount, and say why."""
     logger.exception("taking the role failed")
     if os.path.ismount(data_root):
-        proc.run(["umount", data_root], check=False)
+        proc.run(["umount", data_root], ok_codes=proc.ANY_EXIT)
     what = str(err) if isinstance(err, AtlasError) else f"{type(err).__name__}: {err}"
     return Decision(Role.REFUSED, detect.Reason.ERROR, f"the role could not be taken: {what}")
 

@@ -133,11 +133,11 @@ class DataSet:
 
     def destroy(self) -> None:
         if os.path.ismount(self.mountpoint):
-            proc.run(["umount", self.mountpoint], check=False)
+            proc.run(["umount", self.mountpoint], ok_codes=proc.ANY_EXIT)
             if os.path.ismount(self.mountpoint):
-                proc.run(["umount", "-l", self.mountpoint], check=False)
+                proc.run(["umount", "-l", self.mountpoint], ok_codes=proc.ANY_EXIT)
         for device in self.devices:
-            proc.run(["losetup", "-d", device], check=False)
+            proc.run(["losetup", "-d", device], ok_codes=proc.ANY_EXIT)
         self.devices = []
 
 
@@ -475,7 +475,7 @@ def running_stack() -> Iterator[ServiceStack]:
             shutil.rmtree(root, ignore_errors=True)
         if not had_user and _user_exists(account.UNIX_USER):
             # verify setup made the system user on this host: take it away again.
-            proc.run(["userdel", account.UNIX_USER], check=False)
+            proc.run(["userdel", account.UNIX_USER], ok_codes=proc.ANY_EXIT)
 
 
 # ---------------------------------------------------------------- faults

@@ -202,7 +202,8 @@ class Client:
         """Run a JSON verb and return the parsed reply."""
         argv = ssh_argv(self.target, request, control=self._control())
         try:
-            result = proc.run(argv, check=False, timeout=JSON_TIMEOUT_S, hint="openssh-client is needed")
+            result = proc.run(argv, ok_codes=proc.ANY_EXIT, timeout=JSON_TIMEOUT_S,
+                              hint="openssh-client is needed")
         except proc.CommandFailed as err:
             raise SyncError(Kind.UNREACHABLE, f"the {self.target.role} {self.target.describe()} did not "
                             f"answer '{' '.join(request)}' in time ({err})",

@@ -84,7 +84,7 @@ def _file_named(output: str, staging: Path, fallback: PurePosixPath) -> str:
 
 def _run_checker(service: str, argv: Sequence[str | os.PathLike[str]], staging: Path,
                  main: PurePosixPath, *, bad_output: re.Pattern[str] | None = None) -> None:
-    result = proc.run(argv, check=False)
+    result = proc.run(argv, ok_codes=proc.ANY_EXIT)
     output = result.stderr + result.stdout
     bad = bad_output.search(output) if bad_output is not None else None
     if result.returncode == 0 and bad is None:

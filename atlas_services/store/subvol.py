@@ -29,7 +29,7 @@ def _btrfsutil() -> Any:
         import btrfsutil
     except ImportError:
         raise AtlasError("python3-btrfsutil is not installed",
-                         "install it (ci/setup does on a build host)") from None
+                         "it is the Debian package python3-btrfsutil: is the image complete?") from None
     return btrfsutil
 
 

@@ -51,7 +51,7 @@ def default_verify_setup(command: Path) -> HookResult:
     """`atlas verify setup`: make sure the Verifier's accounts, database, mailbox, share and
     web canary exist. A version without that verb is reported, not treated as a failure."""
     try:
-        result = proc.run([command, "verify", "setup"], check=False, timeout=600)
+        result = proc.run([command, "verify", "setup"], ok_codes=proc.ANY_EXIT, timeout=600)
     except proc.CommandFailed as err:
         if "was not found" in str(err):
             return HookResult(False, False, f"'{command} verify setup' is not available: {err}")

@@ -309,7 +309,7 @@ def _share(env: Environment, acct: VerifierAccount) -> list[str]:
         done.append(f"set up the verifier's share directory {share}")
     secrets_dir = env.data_root / paths.DATASET_META / paths.SECRETS_DIR
     _ensure_dir((secrets_dir / paths.SAMBA_PASSDB).parent, 0o700)
-    listed = proc.run(["pdbedit", "-s", env.smb_conf, "-L"], check=False, timeout=30).stdout
+    listed = proc.run(["pdbedit", "-s", env.smb_conf, "-L"], ok_codes=proc.ANY_EXIT, timeout=30).stdout
     known = any(line.split(":")[0] == account.UNIX_USER for line in listed.splitlines())
     # smbpasswd cannot say whether a password is already right: setting it is idempotent.
     proc.run(["smbpasswd", "-c", env.smb_conf, "-s", "-a", account.UNIX_USER],

@@ -21,8 +21,8 @@ def attached(files: list[Path]) -> Iterator[list[Path]]:
         yield devices
     finally:
         for device in devices:
-            proc.run(["losetup", "-d", device], check=False)
-        proc.run(["btrfs", "device", "scan", "--forget"], check=False)
+            proc.run(["losetup", "-d", device], ok_codes=proc.ANY_EXIT)
+        proc.run(["btrfs", "device", "scan", "--forget"], ok_codes=proc.ANY_EXIT)
 
 
 def provision(files: list[Path], role: str, cluster_dir: Path) -> None:

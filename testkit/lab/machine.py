@@ -271,7 +271,7 @@ class Machine:
         if not self.running():
             return
         log.info("lab: powering off %s", self.name)
-        proc.run(self.ssh_argv("systemctl poweroff"), check=False, timeout=60)
+        proc.run(self.ssh_argv("systemctl poweroff"), ok_codes=proc.ANY_EXIT, timeout=60)
         if not self.wait_exit(timeout):
             log.warning("lab: %s did not power off within %.0f s, killing it", self.name, timeout)
             self.kill()

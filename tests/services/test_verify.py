@@ -187,7 +187,7 @@ def test_verifier_cannot_open_the_business_share(services: ServiceStack) -> None
     acct = account.load(services.data_root)
     result = proc.run(["smbclient", "//127.0.0.1/files", "-p", str(services.ports["smb"]),
                        "-U", account.UNIX_USER, "-c", "ls"], env={"PASSWD": acct.smb_password},
-                      check=False, timeout=10)
+                      ok_codes=proc.ANY_EXIT, timeout=10)
     assert result.returncode != 0
     assert "NT_STATUS_ACCESS_DENIED" in result.stdout + result.stderr
 

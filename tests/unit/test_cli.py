@@ -47,9 +47,23 @@ def test_user_error_is_one_line_without_traceback(capsys: pytest.CaptureFixture[
     assert err == "atlas: volume.json is corrupt — re-provision the data set\n"
 
 
-def test_run_reports_a_missing_program() -> None:
-    with pytest.raises(proc.CommandFailed, match="was not found"):
+def test_run_reports_a_missing_program_with_what_to_do_on_the_box() -> None:
+    with pytest.raises(proc.CommandFailed, match="was not found — it is not on this system"):
         proc.run(["atlas-no-such-program"])
+    with pytest.raises(proc.CommandFailed, match="Debian package btrfs-progs: is the image complete"):
+        proc.run(["/nonexistent/btrfs", "version"])
+
+
+def test_run_accepts_the_exit_codes_it_is_told() -> None:
+    assert proc.run(["sh", "-c", "exit 64"], ok_codes=(0, 64)).returncode == 64
+    assert proc.run(["sh", "-c", "exit 7"], ok_codes=proc.ANY_EXIT).returncode == 7
+    with pytest.raises(proc.CommandFailed, match="exit code 1"):
+        proc.run(["sh", "-c", "exit 1"], ok_codes=(0, 64))
+
+
+def test_run_gives_up_on_a_program_that_hangs() -> None:
+    with pytest.raises(proc.CommandFailed, match=r"did not finish within 0\.2 s"):
+        proc.run(["sleep", "5"], timeout=0.2)
 
 
 def test_run_reports_exit_code_and_last_stderr_line() -> None:

@@ -51,7 +51,7 @@ class FilesProbe(Probe):
                     f"put {sent} {remote}; get {remote} {received}; del {remote}"]
             try:
                 # The password travels in smbclient's environment, never on its command line.
-                result = proc.run(argv, env={"PASSWD": self.password}, check=False,
+                result = proc.run(argv, env={"PASSWD": self.password}, ok_codes=proc.ANY_EXIT,
                                   timeout=self.timeout)
             except proc.CommandFailed as err:
                 return Outcome.failed(err.what)

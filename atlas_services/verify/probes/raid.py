@@ -120,12 +120,9 @@ class RaidProbe(Probe):
         return str(self.data_root)
 
     def _btrfs(self, *args: str) -> str:
-        result = proc.run(["btrfs", *args, str(self.data_root)], check=False, timeout=self.timeout / 3)
         # `device stats -c` exits 64 when a counter is non-zero: that is an answer.
-        if result.returncode not in (0, 64):
-            raise proc.CommandFailed(["btrfs", *args], f"failed with exit code {result.returncode}",
-                                     result.stderr)
-        return result.stdout
+        return proc.run(["btrfs", *args, str(self.data_root)], ok_codes=(0, 64),
+                        timeout=self.timeout / 3).stdout
 
     def check(self) -> Outcome:
         mount = find_mount(parse_mountinfo(self.mountinfo.read_text()), self.data_root)
