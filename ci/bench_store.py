@@ -21,11 +21,12 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from atlas_services.store import bundle  # noqa: E402
 from atlas_services.store.config import ConfigStore  # noqa: E402
 from atlas_services.store.modules import ModuleStore  # noqa: E402
+from testkit.bundles import make_bundle  # noqa: E402
 from testkit.disks import loop_btrfs  # noqa: E402
-from testkit.trees import TEST_KEY, TEST_PUB, box_root  # noqa: E402
+from testkit.repo import TEST_PUB  # noqa: E402
+from testkit.trees import box_root  # noqa: E402
 
 
 def timed(action: Callable[[], object]) -> float:
@@ -74,16 +75,8 @@ def bench_select(root: Path, runs: int) -> None:
     box = root / "select"
     layout = box_root(box)
     store = ModuleStore(layout.module_store, layout.formats_file)
-    key = bundle.load_signing_key(TEST_KEY)
     for version in ("1.0.0", "2.0.0"):
-        source = root / f"src-{version}"
-        (source / "demo").mkdir(parents=True)
-        for n in range(200):
-            (source / f"demo/m{n}.py").write_text(f"N = {n}\n")
-        archive, _ = bundle.make_bundle(source, name="demo", version=version,
-                                        formats=bundle.ATLAS_SERVICES_FORMATS, out_dir=root / "out",
-                                        signing_key=key)
-        store.install(archive, None, TEST_PUB)
+        store.install(make_bundle(root, version, files=200), None, TEST_PUB)
     store.select("demo", "1.0.0")
     selects = [timed(lambda n=n: store.select("demo", "2.0.0" if n % 2 == 0 else "1.0.0"))  # type: ignore[misc]
                for n in range(runs * 4)]

@@ -28,8 +28,9 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from atlas_services.update import primary  # noqa: E402
+from testkit.bundles import make_bundle  # noqa: E402
 from testkit.syncpair import Unavailable, check_available  # noqa: E402
-from testkit.updatepair import UpdatePair, make_bundle, make_update_pair  # noqa: E402
+from testkit.updatepair import UpdatePair, make_update_pair  # noqa: E402
 
 GREEN_CYCLES = 3
 

@@ -29,7 +29,8 @@ from atlas_services import __version__
 from atlas_services.status import Status as ServerStatus
 from atlas_services.verify import report
 from atlas_services.verify.cli import format_cycle
-from testkit.services import FAULTS, ServiceStack, running_stack
+from testkit.faults import FAULTS
+from testkit.services import ServiceStack, running_stack
 
 CYCLE_GOAL_S = 5.0
 MAX_CYCLES_TO_DETECT = 3

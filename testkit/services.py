@@ -6,20 +6,17 @@ the box has it, and starts nginx, postfix, dovecot, PostgreSQL and samba as root
 the foreground under its own process group so that it can be stopped, hung (SIGSTOP) and
 resumed. Nothing here touches the host's own service configuration or init.
 
-`DataSet` is the data set: btrfs raid1 on two loop devices, as on the box.
+The data set is btrfs raid1 on two loop devices, as on the box (testkit.disks.LoopRaid1).
 """
 
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
-import functools
 import os
 import pwd
 import shutil
 import signal
 import socket
-import ssl
 import subprocess
 import tempfile
 import time
@@ -29,10 +26,8 @@ from pathlib import Path
 from typing import Any
 
 import psycopg2
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes
 
-from atlas_services import daemons, paths, proc, render, servicedata, tls
+from atlas_services import daemons, paths, proc, render, servicedata
 from atlas_services.paths import Layout
 from atlas_services.results import Cycle
 from atlas_services.roles import Role
@@ -40,27 +35,14 @@ from atlas_services.settings import Settings
 from atlas_services.verify import account, environment
 from atlas_services.verify.cycle import Targets, run_once
 from atlas_services.verify.report import JournalEntry, MailNotifier, Publisher
+from testkit.disks import LoopRaid1
+from testkit.net import free_ports
+from testkit.repo import TEMPLATES
 
-REPO = Path(__file__).resolve().parent.parent
-TEMPLATES = REPO / "overlays/usr/lib/atlas/config-default/templates"
 HOSTNAME = "atlas-test"
 DOMAIN = "atlas.test"
 SERVICES = tuple(d.name for d in daemons.DAEMONS)  # in start order
 START_TIMEOUT_S = 30.0
-
-
-def free_ports(names: tuple[str, ...]) -> dict[str, int]:
-    """A free loopback port per name (the kernel picks; held open until all are chosen)."""
-    held = []
-    try:
-        for _ in names:
-            s = socket.socket()
-            s.bind(("127.0.0.1", 0))
-            held.append(s)
-        return {name: s.getsockname()[1] for name, s in zip(names, held, strict=True)}
-    finally:
-        for s in held:
-            s.close()
 
 
 def open_for_services(path: Path) -> None:
@@ -105,42 +87,6 @@ make_dir = servicedata.make_dir
 PG_BIN = servicedata.PG_BIN
 
 
-# ---------------------------------------------------------------- the data set
-
-
-class DataSet:
-    """btrfs raid1 across two loop devices, mounted at `mountpoint`: the box's data set, small."""
-
-    def __init__(self, root: Path, mountpoint: Path, size_mb: int = 256) -> None:
-        self.root = root
-        self.mountpoint = mountpoint
-        self.size_mb = size_mb
-        self.devices: list[str] = []
-
-    def create(self) -> Path:
-        self.mountpoint.mkdir(parents=True, exist_ok=True)
-        for i in range(2):
-            image = self.root / f"disk{i}.img"
-            with image.open("wb") as f:
-                f.truncate(self.size_mb * 2**20)
-            self.devices.append(proc.run(["losetup", "-f", "--show", image]).stdout.strip())
-        proc.run(["mkfs.btrfs", "-q", "-f", "-L", "atlas-data", "-d", "raid1", "-m", "raid1",
-                  *self.devices])
-        proc.run(["mount", "-t", "btrfs", "-o", f"device={self.devices[1]}", self.devices[0],
-                  self.mountpoint])
-        self.mountpoint.chmod(0o755)
-        return self.mountpoint
-
-    def destroy(self) -> None:
-        if os.path.ismount(self.mountpoint):
-            proc.run(["umount", self.mountpoint], ok_codes=proc.ANY_EXIT)
-            if os.path.ismount(self.mountpoint):
-                proc.run(["umount", "-l", self.mountpoint], ok_codes=proc.ANY_EXIT)
-        for device in self.devices:
-            proc.run(["losetup", "-d", device], ok_codes=proc.ANY_EXIT)
-        self.devices = []
-
-
 # ---------------------------------------------------------------- services
 
 
@@ -154,7 +100,7 @@ class Service:
     stop_signal: signal.Signals = signal.SIGTERM
     # The process group to signal; by default the spawned process's own.
     group: Callable[[subprocess.Popen[bytes]], int | None] = field(default=lambda child: child.pid)
-    before_start: Callable[[], None] = field(default=lambda: None)
+    before_start: Callable[[], object] = field(default=lambda: None)
     child: subprocess.Popen[bytes] | None = None
     paused: bool = False
 
@@ -190,7 +136,7 @@ class ServiceStack:
         self.config_root = root / "config"
         self.run_root = root / "run"
         self.logs = root / "logs"
-        self.ports = free_ports(tuple(render.DEFAULT_PORTS))
+        self.ports = dict(zip(render.DEFAULT_PORTS, free_ports(len(render.DEFAULT_PORTS)), strict=True))
         self.services: dict[str, Service] = {}
         self.journal: list[JournalEntry] = []
 
@@ -463,7 +409,7 @@ def running_stack() -> Iterator[ServiceStack]:
     open_for_services(root)
     had_user = _user_exists(account.UNIX_USER)
     stack = ServiceStack(root)
-    dataset = DataSet(root, stack.data_root)
+    dataset = LoopRaid1(root, stack.data_root)
     try:
         dataset.create()
         stack.up()
@@ -476,146 +422,3 @@ def running_stack() -> Iterator[ServiceStack]:
         if not had_user and _user_exists(account.UNIX_USER):
             # verify setup made the system user on this host: take it away again.
             proc.run(["userdel", account.UNIX_USER], ok_codes=proc.ANY_EXIT)
-
-
-# ---------------------------------------------------------------- faults
-
-
-@dataclass(frozen=True)
-class Fault:
-    """Something that breaks one service the way real life does, and the probe that must see it."""
-
-    name: str
-    probe: str
-    inject: Callable[[ServiceStack], contextlib.AbstractContextManager[None]]
-
-
-@contextlib.contextmanager
-def stopped(stack: ServiceStack, service: str) -> Iterator[None]:
-    stack.stop(service)
-    try:
-        yield
-    finally:
-        stack.start(service)
-
-
-@contextlib.contextmanager
-def hung(stack: ServiceStack, service: str) -> Iterator[None]:
-    stack.pause(service)
-    try:
-        yield
-    finally:
-        stack.resume(service)
-
-
-@contextlib.contextmanager
-def canary_changed(stack: ServiceStack) -> Iterator[None]:
-    canary = stack.data_root / paths.VERIFIER_WEB / "canary.html"
-    canary.write_text("<p>defaced</p>\n")
-    try:
-        yield
-    finally:
-        stack.setup_verifier()  # rewrites the canary it owns
-
-
-@contextlib.contextmanager
-def mail_never_delivered(stack: ServiceStack) -> Iterator[None]:
-    """postfix keeps accepting mail, but its way to dovecot (the LMTP socket) is gone:
-    every message waits in the queue while IMAP still answers."""
-    socket_path = stack.run_root / "var/spool/postfix/private/dovecot-lmtp"
-    hidden = socket_path.with_name("dovecot-lmtp.moved")
-    socket_path.rename(hidden)
-    try:
-        yield
-    finally:
-        hidden.rename(socket_path)
-        proc.run(["postqueue", "-c", stack.postfix_dir, "-f"])
-
-
-@contextlib.contextmanager
-def db_password_changed(stack: ServiceStack) -> Iterator[None]:
-    conn = stack.admin_db()
-    with conn.cursor() as cur:
-        cur.execute("ALTER ROLE atlas_verifier PASSWORD %s", ("someone-changed-it",))
-    conn.close()
-    try:
-        yield
-    finally:
-        stack.setup_verifier()  # sets the verifier's password again
-
-
-@contextlib.contextmanager
-def share_read_only(stack: ServiceStack) -> Iterator[None]:
-    share = stack.data_root / paths.VERIFIER_SHARE
-    share.chmod(0o500)
-    try:
-        yield
-    finally:
-        stack.setup_verifier()  # puts the share's mode back
-
-
-@contextlib.contextmanager
-def disk_nearly_full(stack: ServiceStack, free_percent: float = 7.0) -> Iterator[None]:
-    """Fill the data set until `free_percent` is left (below the 10% setting, above zero)."""
-    filler = stack.data_root / "atlas-test-filler.bin"
-    st = os.statvfs(stack.data_root)
-    size = st.f_bavail * st.f_frsize - int(st.f_blocks * st.f_frsize * free_percent / 100)
-    with filler.open("wb") as f:
-        os.posix_fallocate(f.fileno(), 0, max(size, 1))
-    os.sync()
-    try:
-        yield
-    finally:
-        filler.unlink()
-        os.sync()
-
-
-def served_certificate(port: int) -> bytes:
-    return ssl.PEM_cert_to_DER_cert(ssl.get_server_certificate(("127.0.0.1", port)))
-
-
-@contextlib.contextmanager
-def certificate_expired(stack: ServiceStack) -> Iterator[None]:
-    cert_file, key_file = stack.tls_dir / tls.CERT_FILE, stack.tls_dir / tls.KEY_FILE
-    original = cert_file.read_bytes(), key_file.read_bytes()
-    now = dt.datetime.now(dt.UTC)
-    expired = tls.make_self_signed(f"{stack.hostname}.{stack.domain}", not_before=now - dt.timedelta(days=30),
-                                   not_after=now - dt.timedelta(days=1))
-
-    def serve(cert: bytes, key: bytes) -> None:
-        tls.install(stack.tls_dir, cert, key)
-        stack.reload("nginx")
-        wanted = x509.load_pem_x509_certificate(cert).fingerprint(hashes.SHA256())
-
-        def serving() -> bool:
-            return x509.load_der_x509_certificate(served_certificate(
-                stack.ports["https"])).fingerprint(hashes.SHA256()) == wanted
-
-        # After a reload the old workers may still take a connection or two: wait until
-        # several in a row get the new certificate.
-        wait_for("nginx serving the new certificate", lambda: all(serving() for _ in range(5)))
-
-    try:
-        serve(*expired)
-        yield
-    finally:
-        serve(*original)
-
-
-def _service_faults() -> list[Fault]:
-    faults = []
-    for service, probe in ((d.name, d.probe) for d in daemons.DAEMONS):
-        faults.append(Fault(f"{service}-stopped", probe, functools.partial(stopped, service=service)))
-        faults.append(Fault(f"{service}-hung", probe, functools.partial(hung, service=service)))
-    return faults
-
-
-FAULTS: tuple[Fault, ...] = (
-    *_service_faults(),
-    Fault("canary-changed", "web", canary_changed),
-    Fault("mail-never-delivered", "mail", mail_never_delivered),
-    Fault("db-password-changed", "database", db_password_changed),
-    Fault("share-read-only", "files", share_read_only),
-    Fault("disk-nearly-full", "disk-space", disk_nearly_full),
-    Fault("certificate-expired", "web", certificate_expired),
-)

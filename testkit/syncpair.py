@@ -18,7 +18,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,17 +27,16 @@ from atlas_services.paths import Layout
 from atlas_services.peer import keys
 from atlas_services.peer.client import Target, ssh_argv
 from atlas_services.roles import Role
-from atlas_services.store import bundle
 from atlas_services.store.config import ConfigStore
 from atlas_services.store.modules import ModuleStore
 from atlas_services.sync import session, state
 from atlas_services.sync.secondary import HookResult, Hooks
+from testkit.bundles import make_bundle
+from testkit.clusters import make_cluster
 from testkit.disks import loop_btrfs
+from testkit.net import free_port
+from testkit.repo import REPO, TEST_PUB
 
-REPO = Path(__file__).resolve().parent.parent
-KEYS = REPO / "tests/keys"
-TEST_KEY = KEYS / "test-signing.key"
-TEST_PUB = KEYS / "test-signing.pub"
 SSHD = Path("/usr/sbin/sshd")
 FS_SIZE = "1G"  # sparse; room for the 10,000-file tree and the big streams
 
@@ -98,12 +96,6 @@ def serve_command(root: Path) -> str:
 
 
 # ---------------------------------------------------------------- the private sshd
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _children(pid: int) -> list[int]:
@@ -183,18 +175,6 @@ def small_tree(root: Path, motd: str = "hello") -> Path:
     (root / "atlas.json").write_text('{"admin_email": "owner@example.com"}\n')
     (root / "templates/etc/motd.j2").write_text(motd + " from {{ hostname }} ({{ role }})\n")
     return root
-
-
-def make_bundle(out: Path, version: str, *, name: str = "demo", payload_bytes: int = 0) -> Path:
-    source = out / f"src-{name}-{version}"
-    (source / name).mkdir(parents=True)
-    (source / name / "__init__.py").write_text(f"VERSION = {version!r}\n")
-    if payload_bytes:
-        (source / name / "blob.bin").write_bytes(os.urandom(payload_bytes))
-    formats = bundle.Formats(reads={"state": (1,)}, writes={"state": 1})
-    archive, _ = bundle.make_bundle(source, name=name, version=version, formats=formats,
-                                    out_dir=out / "bundles", signing_key=bundle.load_signing_key(TEST_KEY))
-    return archive
 
 
 @dataclass
@@ -317,17 +297,6 @@ def _provision(root: Path, cluster_dir: Path, role: Role) -> None:
     dataset._write_meta(root, plan)
 
 
-def _make_cluster(directory: Path) -> Path:
-    the_cluster = cluster.Cluster.from_json({
-        "cluster_id": str(uuid.uuid4()), "domain": "shop.test",
-        "roles": {"primary": {"hostname": "shop1", "address": "10.77.0.10/24", "gateway": "10.77.0.1",
-                              "dns": ["10.77.0.1"], "interface": "*"},
-                  "secondary": {"hostname": "shop2", "address": "10.77.0.11/24", "gateway": "10.77.0.1",
-                                "dns": ["10.77.0.1"], "interface": "*"}}})
-    cluster.create(the_cluster, directory)
-    return directory
-
-
 def check_available() -> None:
     if os.geteuid() != 0:
         raise Unavailable("real btrfs, loop devices and an sshd need root")
@@ -343,7 +312,8 @@ def make_pair(tmp_path: Path) -> Iterator[Pair]:
     run_dir = Path(tempfile.mkdtemp(prefix="atlas-test-sshd-", dir="/run"))
     try:
         with loop_btrfs("primary", FS_SIZE) as proot, loop_btrfs("secondary", FS_SIZE) as sroot:
-            cluster_dir = _make_cluster(tmp_path / "cluster")
+            cluster_dir = tmp_path / "cluster"
+            make_cluster(cluster_dir)
             servers = []
             for root, role in ((proot, Role.PRIMARY), (sroot, Role.SECONDARY)):
                 server = Server(root, role)

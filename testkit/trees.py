@@ -1,4 +1,4 @@
-"""Helpers shared by the btrfs-tier store tests: a tree fingerprint, the CLI, small trees."""
+"""Helpers shared by the store tests: a tree fingerprint, the CLI below a root, small trees."""
 
 from __future__ import annotations
 
@@ -10,12 +10,7 @@ import sys
 from pathlib import Path
 
 from atlas_services.paths import Layout
-
-REPO = Path(__file__).resolve().parent.parent
-KEYS = REPO / "tests/keys"
-TEST_KEY = KEYS / "test-signing.key"
-TEST_PUB = KEYS / "test-signing.pub"
-OTHER_KEY = KEYS / "other-signing.key"
+from testkit.repo import REPO, TEST_PUB
 
 
 def fingerprint(root: Path) -> str:

@@ -23,26 +23,14 @@ from atlas_services.paths import Layout
 from atlas_services.peer import keys
 from atlas_services.results import Cycle
 from atlas_services.roles import Role
-from atlas_services.store import bundle
 from atlas_services.update import view
 from atlas_services.verify import report
 from atlas_services.verify.cycle import modules_in_use
 from atlas_services.verify.probes.freshness import SyncProbe
 from atlas_services.verify.probes.space import SpaceProbe
 from atlas_services.verify.runner import run_cycle
-from testkit.syncpair import REPO, TEST_KEY, TEST_PUB, Pair, PrivateSshd, make_pair, serve_command
-
-
-def make_bundle(out: Path, version: str, *, name: str = "demo",
-                reads: tuple[int, ...] = (1,), writes: int = 1) -> Path:
-    """A signed bundle of `name` at `version` reading and writing the given state formats."""
-    source = out / f"src-{name}-{version}"
-    (source / name).mkdir(parents=True, exist_ok=True)
-    (source / name / "__init__.py").write_text(f"VERSION = {version!r}\n")
-    formats = bundle.Formats(reads={"state": reads}, writes={"state": writes})
-    archive, _ = bundle.make_bundle(source, name=name, version=version, formats=formats,
-                                    out_dir=out / "bundles", signing_key=bundle.load_signing_key(TEST_KEY))
-    return archive
+from testkit.repo import REPO, TEST_PUB
+from testkit.syncpair import Pair, PrivateSshd, make_pair, serve_command
 
 
 @dataclass

@@ -16,7 +16,6 @@ import logging
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -27,6 +26,7 @@ from typing import Any
 from atlas_services import proc
 from atlas_services.errors import AtlasError
 from testkit.lab import accel, hub
+from testkit.net import free_port
 
 log = logging.getLogger("lab")
 
@@ -61,13 +61,6 @@ class BuiltImage:
         return cls(image=output_dir / manifest["image"], kernel=output_dir / manifest["kernel"],
                    initrd=output_dir / manifest["initrd"],
                    cmdline=manifest["kernel_command_line"], manifest=manifest)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def pid_alive(pid: int) -> bool:
@@ -224,7 +217,8 @@ class Machine:
             input: str | None = None) -> subprocess.CompletedProcess[str]:
         """Run a shell command inside the machine as root."""
         self._check_alive()
-        return proc.run(self.ssh_argv(command), check=check, timeout=timeout, input=input)
+        return proc.run(self.ssh_argv(command), ok_codes=(0,) if check else proc.ANY_EXIT,
+                        timeout=timeout, input=input)
 
     def wait_for(self, what: str, ready: Any, timeout: float) -> float:
         """Poll `ready()` until true, printing progress; returns seconds since boot."""

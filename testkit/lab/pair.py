@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import json
 import logging
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
 from atlas_services import cluster as cluster_mod
+from testkit import clusters
 from testkit.lab import hostprov
-from testkit.lab.cluster import DOMAIN, PRIMARY, SECONDARY
 from testkit.lab.machine import BUSINESS_INTERFACE, BuiltImage, Lab, Machine
 
 log = logging.getLogger("lab")
@@ -49,13 +48,7 @@ def set_settings(machine: Machine, message: str, **values: object) -> int:
 
 
 def make_cluster(directory: Path) -> cluster_mod.Cluster:
-    roles = {spec_role: {"hostname": spec.hostname, "address": spec.address, "gateway": "",
-                         "dns": [], "interface": BUSINESS_INTERFACE}
-             for spec_role, spec in (("primary", PRIMARY), ("secondary", SECONDARY))}
-    the_cluster = cluster_mod.Cluster.from_json(
-        {"cluster_id": str(uuid.uuid4()), "domain": DOMAIN, "roles": roles})
-    cluster_mod.create(the_cluster, directory, force=True)
-    return the_cluster
+    return clusters.make_cluster(directory, interface=BUSINESS_INTERFACE, gateway="", dns=(), force=True)
 
 
 def up(workdir: Path, image: BuiltImage, *, die_with_parent: bool) -> Pair:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from testkit import clusters
 from testkit.disks import LoopDisks, loop_btrfs
 
 
@@ -23,21 +24,9 @@ def loop_disks(tmp_path: Path) -> Iterator[LoopDisks]:
 @pytest.fixture
 def make_cluster(tmp_path: Path) -> Callable[..., Path]:
     """`atlas cluster init` into a temp dir; returns the cluster directory."""
-    from atlas_services import cluster as cluster_mod
-
     def make(name: str = "cluster", interface: str = "lo") -> Path:
-        directory = tmp_path / name
-        import uuid
-        the_cluster = cluster_mod.Cluster.from_json({
-            "cluster_id": str(uuid.uuid4()), "domain": "shop.test",
-            "roles": {"primary": {"hostname": "shop1", "address": "10.77.0.10/24",
-                                  "gateway": "10.77.0.1", "dns": ["10.77.0.1"],
-                                  "interface": interface},
-                      "secondary": {"hostname": "shop2", "address": "10.77.0.11/24",
-                                    "gateway": "10.77.0.1", "dns": ["10.77.0.1"],
-                                    "interface": interface}}})
-        cluster_mod.create(the_cluster, directory)
-        return directory
+        clusters.make_cluster(tmp_path / name, interface=interface)
+        return tmp_path / name
     return make
 
 

@@ -13,10 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from atlas_services.store import bundle, subvol
+from atlas_services.store import subvol
 from atlas_services.store.config import ConfigStore
 from atlas_services.store.modules import ModuleStore
-from testkit.trees import REPO, TEST_KEY, TEST_PUB, atlas, box_root, default_tree
+from testkit.bundles import make_bundle
+from testkit.repo import REPO, TEST_PUB
+from testkit.trees import atlas, box_root, default_tree
 
 
 def killed_at(point: str, *args: str) -> None:
@@ -75,22 +77,11 @@ def test_random_kills_during_commits_of_a_large_tree_never_show_half_a_generatio
     assert atlas("--root", str(store_fs), "config", "commit", "-m", "after").returncode == 0
 
 
-def make_bundle(tmp_path: Path, version: str) -> Path:
-    source = tmp_path / "src"
-    (source / "demo").mkdir(parents=True, exist_ok=True)
-    for n in range(50):
-        (source / f"demo/m{n}.py").write_text(f"N = {n}\n")
-    formats = bundle.Formats(reads={"state": (1,)}, writes={"state": 1})
-    archive, _ = bundle.make_bundle(source, name="demo", version=version, formats=formats,
-                                    out_dir=tmp_path / "out", signing_key=bundle.load_signing_key(TEST_KEY))
-    return archive
-
-
 @pytest.mark.parametrize("point", ["install-created", "install-extracted", "install-readonly"])
 def test_kill_during_install_leaves_no_half_version(store_fs: Path, tmp_path: Path, point: str) -> None:
     layout = box_root(store_fs)
     store = ModuleStore(layout.module_store, layout.formats_file)
-    archive = make_bundle(tmp_path, "1.0.0")
+    archive = make_bundle(tmp_path, "1.0.0", files=50)
     common = ["--root", str(store_fs), "module"]
     killed_at(point, *common, "install", str(archive))
     assert store.versions("demo") == []
@@ -104,8 +95,8 @@ def test_kill_during_install_leaves_no_half_version(store_fs: Path, tmp_path: Pa
 def test_kill_during_select_keeps_a_valid_selection(store_fs: Path, tmp_path: Path) -> None:
     layout = box_root(store_fs)
     store = ModuleStore(layout.module_store, layout.formats_file)
-    store.install(make_bundle(tmp_path / "a", "1.0.0"), None, TEST_PUB)
-    store.install(make_bundle(tmp_path / "b", "2.0.0"), None, TEST_PUB)
+    store.install(make_bundle(tmp_path / "a", "1.0.0", files=50), None, TEST_PUB)
+    store.install(make_bundle(tmp_path / "b", "2.0.0", files=50), None, TEST_PUB)
     store.select("demo", "1.0.0")
     common = ["--root", str(store_fs), "module"]
     killed_at("select-previous", *common, "select", "demo", "2.0.0")

@@ -17,8 +17,7 @@ from atlas_services.errors import Refused
 from atlas_services.roles import Role
 from atlas_services.settings import Settings
 from testkit.disks import LoopDisks
-
-REPO = Path(__file__).resolve().parents[2]
+from testkit.repo import REPO
 
 
 def atlas(*args: str) -> subprocess.CompletedProcess[str]:

@@ -13,7 +13,7 @@ import pytest
 import atlas_services
 from atlas_services.store import bundle
 from atlas_services.store.modules import ModuleStore
-from testkit.trees import REPO, TEST_KEY, TEST_PUB
+from testkit.repo import REPO, TEST_KEY, TEST_PUB
 
 LAUNCHER = REPO / "overlays/usr/bin/atlas"
 

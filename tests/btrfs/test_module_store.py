@@ -12,18 +12,9 @@ import pytest
 from atlas_services.errors import Refused
 from atlas_services.store import bundle, subvol
 from atlas_services.store.modules import ModuleStore
-from testkit.trees import OTHER_KEY, TEST_KEY, TEST_PUB, atlas, box_root, fingerprint
-
-
-def make_bundle(tmp_path: Path, version: str, *, reads: tuple[int, ...] = (1,), writes: int = 1,
-                key: Path = TEST_KEY) -> Path:
-    source = tmp_path / f"src-{version}"
-    (source / "demo").mkdir(parents=True)
-    (source / "demo/__init__.py").write_text(f"VERSION = {version!r}\n")
-    formats = bundle.Formats(reads={"state": reads}, writes={"state": writes})
-    archive, _ = bundle.make_bundle(source, name="demo", version=version, formats=formats,
-                                    out_dir=tmp_path / "bundles", signing_key=bundle.load_signing_key(key))
-    return archive
+from testkit.bundles import make_bundle
+from testkit.repo import OTHER_KEY, TEST_PUB
+from testkit.trees import atlas, box_root, fingerprint
 
 
 @pytest.fixture

@@ -12,6 +12,9 @@ from pathlib import Path
 import pytest
 
 import build
+from atlas_services import blockdev
+from atlas_services.errors import Refused
+from testkit import disks
 from testkit.lab.machine import BuiltImage
 
 
@@ -29,15 +32,11 @@ def sha256_of(path: Path, size: int) -> str:
 
 class LoopDisk:
     def __init__(self, backing: Path, size: int) -> None:
-        backing.write_bytes(b"")
-        subprocess.run(["truncate", "-s", str(size), str(backing)], check=True)
-        self.backing = backing
-        self.device = Path(subprocess.run(["losetup", "-f", "--show", str(backing)],
-                                          capture_output=True, text=True,
-                                          check=True).stdout.strip())
+        self.backing = disks.sparse_file(backing, size)
+        self.device = disks.attach(backing)
 
     def detach(self) -> None:
-        subprocess.run(["losetup", "-d", str(self.device)], check=False)
+        disks.detach(self.device)
 
 
 @pytest.fixture
@@ -92,13 +91,13 @@ def test_flash_refuses_a_mounted_disk(built_image: BuiltImage, small_loop_disk: 
 
 
 def test_flash_refuses_the_running_systems_disk(built_image: BuiltImage) -> None:
-    root_disk = next(iter(build.blockdev.running_system_disks()), None)
+    root_disk = next(iter(blockdev.running_system_disks()), None)
     if root_disk is None:
         pytest.skip("the root file system is not on a block device here")
     # Called directly, never through the CLI: a broken guard must not be able to write here.
     request = build.FlashRequest(image=built_image.image, device=Path(f"/dev/{root_disk}"),
                                  confirmed=True)
-    with pytest.raises(build.Refused, match="running system"):
+    with pytest.raises(Refused, match="running system"):
         build.check_flash_target(request)
 
 

@@ -8,7 +8,8 @@ import pytest
 
 from atlas_services import render
 from atlas_services.store import apply
-from testkit.services import TEMPLATES, ServiceStack
+from testkit.repo import TEMPLATES
+from testkit.services import ServiceStack
 
 
 @pytest.mark.parametrize("service", apply.SERVICES, ids=[s.name for s in apply.SERVICES])

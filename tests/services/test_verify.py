@@ -9,12 +9,15 @@ import smtplib
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable, Iterator
 from email.message import EmailMessage
 from pathlib import Path
+from typing import cast
 
 import psycopg2
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
+from prometheus_client.metrics_core import Metric
+from prometheus_client.parser import text_string_to_metric_families as _parse_metrics
 
 from atlas_services import paths, proc
 from atlas_services.paths import Layout
@@ -22,9 +25,13 @@ from atlas_services.results import Cycle, Status
 from atlas_services.verify import account, report
 from atlas_services.verify.report import JournalEntry
 from atlas_services.verify.runner import GRACE_S
-from testkit.services import FAULTS, Fault, ServiceStack
+from testkit.faults import FAULTS, Fault
+from testkit.services import ServiceStack
 
 SERVICE_PROBES = ("web", "mail", "database", "files")
+
+# prometheus_client has no type hints: its parser, typed for this test.
+metric_families = cast(Callable[[str], Iterator[Metric]], _parse_metrics)
 
 
 def statuses(cycle: Cycle) -> dict[str, str]:
@@ -212,7 +219,7 @@ def test_verifier_mail_login_sees_only_its_own_mailbox(services: ServiceStack) -
 def test_textfile_parses_as_prometheus_text_format(services: ServiceStack) -> None:
     services.cycle()
     text = (services.layout.textfile_dir / paths.VERIFY_TEXTFILE).read_text()
-    families = {f.name: f for f in text_string_to_metric_families(text)}
+    families = {f.name: f for f in metric_families(text)}
     ok = families["atlas_probe_ok"]
     assert {s.labels["service"] for s in ok.samples} >= set(SERVICE_PROBES)
     assert all(s.labels["role"] == "primary" and s.labels["host"] == "atlas-test" for s in ok.samples)

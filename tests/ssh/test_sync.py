@@ -9,7 +9,8 @@ from pathlib import Path
 from atlas_services.store.config import META_FILE
 from atlas_services.sync import listing, state
 from atlas_services.update import marks
-from testkit.syncpair import Pair, make_bundle
+from testkit.bundles import make_bundle
+from testkit.syncpair import Pair
 
 
 def generation_ids(store_root: Path) -> dict[int, str]:

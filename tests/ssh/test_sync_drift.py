@@ -7,7 +7,8 @@ import json
 import subprocess
 
 from atlas_services.sync.drift import DriftClass, DriftItem
-from testkit.syncpair import Pair, fake_system_root, make_bundle
+from testkit.bundles import make_bundle
+from testkit.syncpair import Pair, fake_system_root
 
 
 def nginx_version() -> str:

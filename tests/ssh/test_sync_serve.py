@@ -12,7 +12,8 @@ import pytest
 
 from atlas_services.errors import EXIT_REFUSED
 from atlas_services.peer.client import TRANSPORT_EXIT, ssh_argv
-from testkit.syncpair import Pair, free_port
+from testkit.net import free_port
+from testkit.syncpair import Pair
 
 # Shell commands, other verbs and argument injection: each must be refused by sync-serve.
 ATTACKS = [

@@ -11,7 +11,8 @@ import pytest
 from atlas_services.errors import Refused
 from atlas_services.sync import state
 from atlas_services.update import marks, primary, record
-from testkit.updatepair import UpdatePair, make_bundle
+from testkit.bundles import make_bundle
+from testkit.updatepair import UpdatePair
 
 
 def stage_two(up: UpdatePair, version: str = "2.0") -> primary.Staged:

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 import build
+from atlas_services.errors import AtlasError
 
 
 def test_package_lists_skip_comments_and_duplicates(tmp_path: Path) -> None:
@@ -53,7 +54,7 @@ def test_rendering_refuses_a_missing_value(tmp_path: Path) -> None:
                                  verbose=False)
     values = build.template_values(request, 0, tmp_path)
     del values["image_version"]
-    with pytest.raises(build.AtlasError, match="image_version"):
+    with pytest.raises(AtlasError, match="image_version"):
         build.render_config(build.IMAGE_DIR, tmp_path / "mkosi", values)
 
 

@@ -76,9 +76,13 @@ def package_ties(graph: dict[str, set[str]], root_name: str) -> set[tuple[str, s
         parts = module.split(".")
         return ".".join(parts[:2]) if len(parts) > 2 and parts[0] == root_name else None
 
-    edges = {(subpackage(a), subpackage(b)) for a, targets in graph.items() for b in targets}
-    edges = {(a, b) for a, b in edges if a and b and a != b}
-    return {(a, b) for a, b in edges if (b, a) in edges and a < b}  # type: ignore[operator]
+    edges: set[tuple[str, str]] = set()
+    for module, targets in graph.items():
+        for target in targets:
+            a, b = subpackage(module), subpackage(target)
+            if a and b and a != b:
+                edges.add((a, b))
+    return {(a, b) for a, b in edges if (b, a) in edges and a < b}
 
 
 def test_no_module_imports_itself_back() -> None:

@@ -25,7 +25,7 @@ def manifest(**changes: object) -> EnvManifest:
                           nics=(Nic("eno1", "aa:bb:cc:dd:ee:01", "igb", 1000),),
                           disks=(Disk("sda", 480 * 10**9, "SSD 480", False),)),
         collected="2026-11-25T20:00:00Z")
-    return replace(base, **changes)  # type: ignore[arg-type]
+    return replace(base, **changes)
 
 
 def classes(primary: EnvManifest, secondary: EnvManifest, **kw: object) -> dict[str, DriftClass]:

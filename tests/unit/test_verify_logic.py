@@ -5,10 +5,13 @@ from __future__ import annotations
 import datetime as dt
 import json
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import cast
 
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
+from prometheus_client.metrics_core import Metric
+from prometheus_client.parser import text_string_to_metric_families as _parse_metrics
 
 from atlas_services import messages, results
 from atlas_services.errors import AtlasError, Refused
@@ -31,6 +34,9 @@ from atlas_services.verify.probes.web import certificate_outcome
 from atlas_services.verify.runner import run_cycle
 
 T0 = dt.datetime(2027, 3, 1, 12, 0, tzinfo=dt.UTC)
+
+# prometheus_client has no type hints: its parser, typed for this test.
+metric_families = cast(Callable[[str], Iterator[Metric]], _parse_metrics)
 
 
 def result(probe: str, status: Status, message: str = "", host: str = "shop1") -> ProbeResult:
@@ -142,7 +148,7 @@ def test_runner_turns_a_probe_bug_into_a_failed_result() -> None:
 
 def test_textfile_has_ok_and_latency_per_service_with_labels() -> None:
     c = cycle(result("web", Status.OK), result("mail", Status.FAILED))
-    families = {f.name: f for f in text_string_to_metric_families(textfile.format_textfile(c))}
+    families = {f.name: f for f in metric_families(textfile.format_textfile(c))}
     ok = {s.labels["service"]: s.value for s in families["atlas_probe_ok"].samples}
     assert ok == {"web": 1.0, "mail": 0.0}
     latency = families["atlas_probe_latency_seconds"].samples[0]
@@ -153,7 +159,7 @@ def test_textfile_has_ok_and_latency_per_service_with_labels() -> None:
 
 def test_textfile_escapes_label_values() -> None:
     c = cycle(result("web", Status.OK, host='we"ird\\host\nname'))
-    families = list(text_string_to_metric_families(textfile.format_textfile(c)))
+    families = list(metric_families(textfile.format_textfile(c)))
     assert families[0].samples[0].labels["host"] == 'we"ird\\host\nname'
 
 
