@@ -14,7 +14,7 @@ from pathlib import Path
 from atlas_services import proc
 from atlas_services.errors import Refused
 
-log = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 
 BLKGETSIZE64 = 0x80081272
 SYS_BLOCK = Path("/sys/class/block")
@@ -23,7 +23,7 @@ IGNORED_PREFIXES = ("ram", "zram", "sr", "fd", "nbd")
 
 
 @dataclass(frozen=True)
-class Probe:
+class DeviceProbe:
     """What libblkid finds on a device: a file system, a RAID member, a partition table."""
 
     device: Path
@@ -57,7 +57,7 @@ class Probe:
         return "data blkid recognises: " + ", ".join(f"{k}={v}" for k, v in self.values.items())
 
 
-def probe(device: Path) -> Probe:
+def probe(device: Path) -> DeviceProbe:
     """Low-level probe (blkid -p): reads the device itself, whatever udev knows or not."""
     try:
         # blkid exits 2 when it finds nothing recognisable: an empty disk.
@@ -69,10 +69,10 @@ def probe(device: Path) -> Probe:
         key, sep, value = line.partition("=")
         if sep and key != "DEVNAME":
             values[key] = value
-    return Probe(device, values)
+    return DeviceProbe(device, values)
 
 
-def probe_all(devices: list[Path]) -> list[Probe]:
+def probe_all(devices: list[Path]) -> list[DeviceProbe]:
     """Low-level probe of many devices in one blkid run (boot time matters); a device
     blkid cannot open counts as empty, with the reason logged."""
     if not devices:
@@ -89,8 +89,8 @@ def probe_all(devices: list[Path]) -> list[Probe]:
         elif current is not None:
             current[key] = value
     for line in result.stderr.splitlines():
-        log.info("blkid: %s", line)
-    return [Probe(d, found.get(str(d), {})) for d in devices]
+        logger.info("blkid: %s", line)
+    return [DeviceProbe(d, found.get(str(d), {})) for d in devices]
 
 
 def kernel_devices() -> list[Path]:

@@ -17,7 +17,7 @@ from atlas_services.roles import Role
 from atlas_services.settings import Settings
 from atlas_services.volume import Volume, VolumeError, VolumeProblem
 
-log = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 
 
 class Reason(StrEnum):
@@ -194,6 +194,6 @@ def address_answered(interface: str, address: str, seconds: int = 1) -> bool:
         return False
     if result.returncode == 1 and not result.stderr.strip():
         return True
-    log.warning("duplicate-address probe on %s failed: %s", interface,
+    logger.warning("duplicate-address probe on %s failed: %s", interface,
                 result.stderr.strip() or f"arping exit {result.returncode}")
     return False

@@ -16,7 +16,7 @@ from typing import IO, Any
 
 from atlas_services.errors import AtlasError
 
-log = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 
 Argv = Sequence[str | os.PathLike[str]]
 
@@ -94,7 +94,7 @@ def _popen(argv: Argv, shown: str, *, hint: str | None, env: Mapping[str, str] |
            **options: Any) -> subprocess.Popen[Any]:
     """The one place a program starts: logged under --debug, a clean environment, a missing
     program reported as such."""
-    log.debug("$ %s%s", shlex.join(str(a) for a in argv), shown)
+    logger.debug("$ %s%s", shlex.join(str(a) for a in argv), shown)
     try:
         return subprocess.Popen([str(a) for a in argv], env=clean_env(env), **options)
     except FileNotFoundError:

@@ -218,7 +218,7 @@ def _modules(value: Any, source: str) -> dict[str, str]:
 
 
 @dataclass(frozen=True)
-class Change:
+class StatusChange:
     """A probe whose status differs from the previous cycle's."""
 
     probe: str
@@ -239,7 +239,7 @@ class Change:
                 f" (was {self.previous}): {r.message}")
 
 
-def changes(previous: Cycle | None, current: Cycle) -> list[Change]:
+def changes(previous: Cycle | None, current: Cycle) -> list[StatusChange]:
     """Probes whose status changed since the previous cycle.
 
     A probe seen for the first time counts as having been ok: a first cycle that is
@@ -247,7 +247,7 @@ def changes(previous: Cycle | None, current: Cycle) -> list[Change]:
     longer runs is not a change.
     """
     before = {r.probe: r.status for r in previous.results} if previous else {}
-    return [Change(r.probe, before.get(r.probe, Status.OK), r)
+    return [StatusChange(r.probe, before.get(r.probe, Status.OK), r)
             for r in current.results if r.status is not before.get(r.probe, Status.OK)]
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from atlas_services import paths, proc, tls
 
-log = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 WELCOME_PAGE = "<!doctype html><title>Welcome</title><h1>This site is served by ATLAS</h1>\n"
@@ -73,7 +73,7 @@ def prepare(data_root: Path, fqdn: str, postfix_config: Path = Path("/etc/postfi
     if _init_postgres(data_root / paths.POSTGRES_DATA):
         done.append("PostgreSQL cluster")
     if done:
-        log.info("service data on %s: laid out %s", data_root, ", ".join(done))
+        logger.info("service data on %s: laid out %s", data_root, ", ".join(done))
     return done
 
 

@@ -13,7 +13,7 @@ from atlas_services.verify import report as verify_report
 
 
 @dataclass(frozen=True)
-class Status:
+class ServerStatus:
     hostname: str
     atlas_version: str
     image_id: str
@@ -46,10 +46,10 @@ def _role(layout: Layout) -> tuple[Role | NoRole, str]:
     return record.role, record.reason
 
 
-def collect(layout: Layout = Layout()) -> Status:
+def collect(layout: Layout = Layout()) -> ServerStatus:
     release = osinfo.os_release(layout)
     role, reason = _role(layout)
-    return Status(
+    return ServerStatus(
         hostname=osinfo.hostname(),
         atlas_version=__version__,
         image_id=release.get("IMAGE_ID", ""),

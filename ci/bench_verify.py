@@ -26,7 +26,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from atlas_services import __version__
-from atlas_services.status import Status as ServerStatus
+from atlas_services.status import ServerStatus
 from atlas_services.verify import report
 from atlas_services.verify.cli import format_cycle
 from testkit.faults import FAULTS

@@ -21,7 +21,7 @@ if str(REPO) not in sys.path:
 TIERS = ("unit", "btrfs", "ssh", "services", "image", "lab")
 UNDER_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 ARTIFACTS = REPO / "test-artifacts"
-log = logging.getLogger("tests")
+logger = logging.getLogger("tests")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -61,11 +61,11 @@ def built_image() -> BuiltImage:
         image = BuiltImage.load(build.DEFAULT_OUTPUT)
         if (image.manifest.get("build_inputs_sha256") == build.current_inputs_hash()
                 and image.image.exists()):
-            log.info("image: output/ is up to date with this tree, not rebuilding")
+            logger.info("image: output/ is up to date with this tree, not rebuilding")
             return image
     except Exception:
         pass
-    log.info("image: building with ./build.py (this takes a few minutes)")
+    logger.info("image: building with ./build.py (this takes a few minutes)")
     build.build(build.BuildRequest(output_dir=build.DEFAULT_OUTPUT,
                                    image_version=build.ATLAS_VERSION, clean=False, verbose=False))
     return BuiltImage.load(build.DEFAULT_OUTPUT)

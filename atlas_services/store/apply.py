@@ -35,7 +35,7 @@ from atlas_services.roles import NoRole, Role, read_role
 from atlas_services.settings import Settings
 from atlas_services.store.config import SETTINGS_NAME, TEMPLATES_NAME, ConfigStore, check_settings
 
-log = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 
 # Where apply records what it installed (relative to the target root).
 APPLIED_FILE = PurePosixPath(Layout().config_dir.relative_to("/").as_posix()) / "applied.json"
@@ -322,7 +322,7 @@ def validate(generation: Path, context: Mapping[str, Any], target_root: Path,
         _stage(staging, target_root, files, touched)
         for service in touched:
             service.check(staging, [f for f in files if service.owns(f)])
-            log.info("%s accepted the staged configuration", service.name)
+            logger.info("%s accepted the staged configuration", service.name)
         return [s.name for s in touched]
 
 
@@ -418,10 +418,10 @@ def apply(store: ConfigStore, gen: int | None = None, *, layout: Layout = Layout
 def _reload(services: Sequence[Service], manager: ServiceManager | None) -> None:
     for service in services:
         if manager is None:
-            log.info("systemd is not running here: not reloading %s", service.unit)
+            logger.info("systemd is not running here: not reloading %s", service.unit)
             continue
         if service.action == "restart":
             manager.restart(service.unit)
         else:
             manager.reload(service.unit)
-        log.info("%s: %s", service.unit, "restarted" if service.action == "restart" else "reloaded")
+        logger.info("%s: %s", service.unit, "restarted" if service.action == "restart" else "reloaded")

@@ -15,7 +15,7 @@ from atlas_services.store import config as config_mod
 from atlas_services.store import modules as modules_mod
 from atlas_services.store import subvol, tree
 
-log = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     Subparsers = argparse._SubParsersAction[argparse.ArgumentParser]
@@ -57,7 +57,7 @@ def _store(args: argparse.Namespace) -> config_mod.ConfigStore:
 
 def _not_btrfs_skip(args: argparse.Namespace, path: Path, what: str) -> bool:
     if args.skip_if_not_btrfs and not subvol.is_btrfs(path):
-        log.warning("%s is not on btrfs: the %s is not available on this system", path, what)
+        logger.warning("%s is not on btrfs: the %s is not available on this system", path, what)
         return True
     return False
 
@@ -89,7 +89,7 @@ def _copy_to_dataset(store: config_mod.ConfigStore, layout: Layout) -> int:
     try:
         config_mod.copy_missing_to_dataset(store, layout.data_root)
     except (AtlasError, OSError) as err:
-        log.error("committed, but copying to the data set failed: %s — the next commit retries it", err)
+        logger.error("committed, but copying to the data set failed: %s — the next commit retries it", err)
         return EXIT_FAILED
     return EXIT_OK
 

@@ -34,7 +34,7 @@ from atlas_services.errors import AtlasError, Refused
 from atlas_services.settings import Settings
 from atlas_services.store import subvol, tree
 
-log = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 
 META_FILE = ".atlas-generation.json"
 META_FORMAT = 1
@@ -225,7 +225,7 @@ class ConfigStore:
         staging.rename(self.generations_dir / str(number))
         crashpoint("commit-rename")
         subvol.sync(self.root)
-        log.info("committed generation %d: %s", number, gen.message)
+        logger.info("committed generation %d: %s", number, gen.message)
         return gen
 
     def _work_from(self, gen: int, target: Path) -> None:
@@ -297,7 +297,7 @@ def _send_receive(source: Path, parent: Path | None, workdir: Path, receive_into
                 subvol.receive_from_file(stream, receive_into)
                 return
             except proc.CommandFailed as err:
-                log.info("incremental copy of %s failed (%s); sending it in full", source, err)
+                logger.info("incremental copy of %s failed (%s); sending it in full", source, err)
                 if not subvol.is_finished(receive_into / source.name):
                     subvol.delete(receive_into / source.name)
         subvol.send_to_file(source, stream)
@@ -325,7 +325,7 @@ def copy_generation_to_dataset(store: ConfigStore, dataset_root: Path, gen: int)
         # send -p names the parent on the sending side; receive finds its copy by UUID.
         _send_receive(source, store.path(parents[-1]) if parents else None, dest, dest)
         subvol.sync(dest)
-    log.info("generation %d copied to the data set", gen)
+    logger.info("generation %d copied to the data set", gen)
     return True
 
 
@@ -357,7 +357,7 @@ def adopt_newer_from_dataset(store: ConfigStore, dataset_root: Path) -> int | No
             _send_receive(source_dir / str(gen), parent, store.root, store.generations_dir)
         subvol.sync(store.root)
         _adopt_work(store, local_newest, newer[-1])
-    log.info("adopted configuration generations %s from the data set", ", ".join(map(str, newer)))
+    logger.info("adopted configuration generations %s from the data set", ", ".join(map(str, newer)))
     return newer[-1]
 
 
@@ -369,6 +369,6 @@ def _adopt_work(store: ConfigStore, old_newest: int, new_newest: int) -> None:
             kept = store.root / f"work.unsaved-before-{new_newest}"
             subvol.delete(kept)
             subvol.snapshot(store.work, kept, read_only=True)
-            log.warning("the working tree had %d uncommitted change(s); kept them in %s",
+            logger.warning("the working tree had %d uncommitted change(s); kept them in %s",
                         len(pending), kept)
     store._reset_work(new_newest)

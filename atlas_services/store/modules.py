@@ -27,7 +27,7 @@ from atlas_services.errors import AtlasError, Refused
 from atlas_services.store import bundle, subvol
 from atlas_services.store.config import crashpoint
 
-log = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 
 SELECTED = "selected"
 PREVIOUS = "previous"
@@ -194,7 +194,7 @@ class ModuleStore:
             crashpoint("install-readonly")
             staging.rename(module_dir / manifest.version)
             subvol.sync(self.root)
-        log.info("installed %s %s", manifest.name, manifest.version)
+        logger.info("installed %s %s", manifest.name, manifest.version)
         return manifest
 
     def check_selectable(self, module: str, version: str) -> None:
@@ -221,7 +221,7 @@ class ModuleStore:
                 fsutil.switch_symlink(module_dir / PREVIOUS, current)
             crashpoint("select-previous")
             fsutil.switch_symlink(module_dir / SELECTED, version)
-        log.info("selected %s %s (was %s)", module, version, current or "none")
+        logger.info("selected %s %s (was %s)", module, version, current or "none")
         return True
 
     def rollback(self, module: str) -> str:
@@ -245,7 +245,7 @@ class ModuleStore:
                 (self.root / module / PREVIOUS).unlink()
             subvol.delete(path)
             subvol.sync(self.root)
-        log.info("removed %s %s", module, version)
+        logger.info("removed %s %s", module, version)
 
     def seed(self, bundles_dir: Path, vendor_key: Path) -> list[str]:
         """First boot: install the image's own bundles not yet installed, and select each

@@ -15,7 +15,7 @@ from typing import Any, ClassVar
 from atlas_services import proc
 from atlas_services.errors import AtlasError, Refused
 
-log = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 
 BTRFS_SUPER_MAGIC = 0x9123683E
 # A version is built under a staging name and renamed into place when complete, so a
@@ -172,5 +172,5 @@ def remove_staging(directory: Path, versions: re.Pattern[str] | None = None) -> 
             delete(entry)
             removed.append(entry.name)
     if removed:
-        log.info("removed leftovers of an interrupted change in %s: %s", directory, ", ".join(removed))
+        logger.info("removed leftovers of an interrupted change in %s: %s", directory, ", ".join(removed))
     return removed

@@ -16,7 +16,7 @@ from atlas_services.paths import Layout
 from atlas_services.store import subvol, tree
 from atlas_services.store.config import META_FILE, ConfigStore
 
-log = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 
 ASIDE_PREFIX = ".superseded-"
 _ASIDE = re.compile(re.escape(ASIDE_PREFIX) + r"([1-9][0-9]*)")
@@ -145,6 +145,6 @@ def reset_work(store: ConfigStore, newest: int, edits: int) -> str | None:
         subvol.delete(kept_path)
         subvol.snapshot(store.work, kept_path, read_only=True)
         kept = str(kept_path)
-        log.warning("the working tree had %d uncommitted change(s); kept them in %s", edits, kept)
+        logger.warning("the working tree had %d uncommitted change(s); kept them in %s", edits, kept)
     store._reset_work(newest)
     return kept

@@ -303,7 +303,7 @@ class Session:
 
     # ------------------------------------------------------------ the record
 
-    def record(self, started: float) -> state.SyncState:
+    def final_state(self, started: float) -> state.SyncState:
         store, modules = ConfigStore(self.layout.config_store), ModuleStore(self.layout.module_store,
                                                                                  self.layout.formats_file)
         local_gens = tuple(store.generations()) if store.exists() else ()
@@ -381,7 +381,7 @@ def run(target: Target, layout: Layout = Layout(), hooks: Hooks | None = None) -
             session = Session(the_client, layout, hooks, attempt)
             with contextlib.suppress(SyncError):  # recorded in session.errors
                 session.run()
-        result = session.record(started)
+        result = session.final_state(started)
         try:
             state.write(result, layout.sync_state)
         except OSError as err:

@@ -26,7 +26,7 @@ from atlas_services.peer.failures import Kind, SyncError
 from atlas_services.store import subvol
 from atlas_services.store.config import crashpoint
 
-log = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 
 CHUNK = 1 << 20
 # After a receive that saw the stream end early, how long ssh may take to report why.
@@ -78,7 +78,7 @@ def _discard(paths: list[Path]) -> None:
         try:
             subvol.delete(path)
         except OSError as err:  # e.g. still busy: the next change to the store removes it
-            log.warning("could not remove %s after a failed receive: %s", path, err)
+            logger.warning("could not remove %s after a failed receive: %s", path, err)
 
 
 def receive(source: IO[bytes], directory: Path, name: str, what: str) -> int:
@@ -141,7 +141,7 @@ def fetch(client: Client, request: list[str], directory: Path, name: str, *, inc
         ssh_error = client.stream_error(stream, request)
         if ssh_error is not None:
             # The stream was complete (receive checked its end): the version is good.
-            log.warning("%s: the stream was complete, but ssh then reported: %s", what, ssh_error)
+            logger.warning("%s: the stream was complete, but ssh then reported: %s", what, ssh_error)
     finally:
         stream.close()
     return Received(name, size, time.monotonic() - start, incremental)

@@ -15,7 +15,7 @@ from typing import Protocol
 from atlas_services import clock, fsutil, log, messages, paths, results
 from atlas_services.errors import AtlasError
 from atlas_services.paths import Layout
-from atlas_services.results import Change, Cycle, Status, changes
+from atlas_services.results import Cycle, Status, StatusChange, changes
 from atlas_services.verify import page, textfile
 
 logger = logging.getLogger(__name__)
@@ -80,7 +80,7 @@ class JournalEntry:
 JournalSink = Callable[[JournalEntry], None]
 
 
-def journal_entry(change: Change) -> JournalEntry:
+def journal_entry(change: StatusChange) -> JournalEntry:
     """The one journal entry a state change makes (pure)."""
     r = change.result
     message_id, priority = {
@@ -108,10 +108,11 @@ def send_to_journal(entry: JournalEntry) -> None:
 
 
 class Notifier(Protocol):
-    def notify(self, cycle: Cycle, changed: Sequence[Change]) -> None: ...
+    def notify(self, cycle: Cycle, changed: Sequence[StatusChange]) -> None: ...
 
 
-def notification(cycle: Cycle, changed: Sequence[Change], *, sender: str, recipient: str) -> EmailMessage:
+def notification(cycle: Cycle, changed: Sequence[StatusChange], *, sender: str,
+                 recipient: str) -> EmailMessage:
     """The administrator's mail for one cycle's changes (pure)."""
     worst_now = cycle.status.upper()
     bad = [c.probe for c in changed if not c.recovered]
@@ -147,7 +148,7 @@ class MailNotifier:
     port: int = 25
     timeout: float = 10.0
 
-    def notify(self, cycle: Cycle, changed: Sequence[Change]) -> None:
+    def notify(self, cycle: Cycle, changed: Sequence[StatusChange]) -> None:
         msg = notification(cycle, changed, sender=self.sender, recipient=self.recipient)
         with smtplib.SMTP(self.host, self.port, timeout=self.timeout) as smtp:
             smtp.send_message(msg)
@@ -169,7 +170,7 @@ class Publisher:
     # The update staged or on trial, for the page: role → lines (see update.view).
     update_lines: Callable[[str], list[str]] | None = None
 
-    def publish(self, cycle: Cycle) -> list[Change]:
+    def publish(self, cycle: Cycle) -> list[StatusChange]:
         self.layout.verify_dir.mkdir(parents=True, exist_ok=True)
         previous = load_previous(self.layout.verify_latest)
         changed = changes(previous, cycle)
@@ -205,7 +206,7 @@ class Publisher:
                                 interval_s=self.interval_s, updates=updates)
         return page.write_page(html, self.layout.status_page_dir)
 
-    def _notify(self, cycle: Cycle, changed: Sequence[Change]) -> None:
+    def _notify(self, cycle: Cycle, changed: Sequence[StatusChange]) -> None:
         assert self.notifier is not None
         try:
             self.notifier.notify(cycle, changed)

@@ -18,7 +18,7 @@ from atlas_services import clock
 from atlas_services.results import Cycle, Outcome, ProbeResult
 from atlas_services.verify.probes import Probe, first_line
 
-log = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 
 # Time the runner allows past a probe's own timeout before calling it hung.
 GRACE_S = 1.0
@@ -37,7 +37,7 @@ def _run(slot: _Slot) -> None:
     try:
         slot.outcome = slot.probe.check()
     except Exception as err:  # a probe's own bug must not take the cycle down
-        log.debug("probe %s raised", slot.probe.name, exc_info=True)
+        logger.debug("probe %s raised", slot.probe.name, exc_info=True)
         slot.outcome = Outcome.failed(f"probe error: {type(err).__name__}: {first_line(err)}")
     slot.latency_s = time.monotonic() - start
     slot.done.set()
