@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from atlas_services import messages
-from testkit.lab import cluster, hostprov, pair
+from testkit.lab import cluster, facts, hostprov, pair
 from testkit.lab.machine import BuiltImage, Lab, Machine
 
 BUSINESS = "nginx postfix dovecot postgresql smbd"
@@ -28,11 +28,6 @@ def digest(files: list[Path]) -> str:
             for chunk in iter(lambda: f.read(1 << 22), b""):
                 h.update(chunk)
     return h.hexdigest()
-
-
-def role_of(machine: Machine) -> dict[str, object]:
-    data: dict[str, object] = json.loads(machine.ssh("cat /run/atlas/role.json").stdout)
-    return data
 
 
 def services(machine: Machine) -> list[str]:
@@ -71,7 +66,7 @@ class TestRoles:
         x = lab.machines["x"]
         x.start()
         x.wait_booted()
-        role = role_of(x)
+        role = facts.role_json(x)
         assert (role["role"], role["reason_code"]) == ("standby", "no-dataset")
         assert x.boot_state == "running", x.ssh("systemctl --failed").stdout
         assert "no data set found" in x.ssh("atlas status").stdout
@@ -91,7 +86,7 @@ class TestRoles:
         for disk in x.disks:
             shutil.copyfile(disk, disk.with_name(disk.name.replace("x-", "copy-")))
         reboot_with(x, x.disks)
-        role = role_of(x)
+        role = facts.role_json(x)
         assert role["role"] == "primary" and role["reason_code"] == "ok"
         assert x.boot_state == "running", x.ssh("systemctl --failed").stdout
         assert x.ssh("hostname").stdout.strip() == cluster.PRIMARY.hostname
@@ -104,16 +99,15 @@ class TestRoles:
         entries = x.ssh(f"journalctl -b -o json MESSAGE_ID={messages.ROLE_PRIMARY}").stdout
         entry = json.loads(entries.splitlines()[-1])
         assert entry["ATLAS_ROLE"] == "primary" and entry["ATLAS_CLUSTER_ID"]
-        timing = x.ssh("systemctl show atlas-role.service -P InactiveExitTimestampMonotonic "
-                       "-P ActiveEnterTimestampMonotonic").stdout.split()
-        record = {"own_seconds": (int(timing[1]) - int(timing[0])) / 1e6,
-                  "steps": role["timings"]}
+        own = (facts.unit_seconds(x, "atlas-role.service")
+               - facts.unit_seconds(x, "atlas-role.service", "InactiveExitTimestampMonotonic"))
+        record = {"own_seconds": own, "steps": role["timings"]}
         (artifacts_dir / "role-timing.json").write_text(json.dumps(record, indent=2) + "\n")
 
     def test_with_a_raid1_member_missing_it_serves_degraded_loudly(self, lab: Lab) -> None:
         x = lab.machines["x"]
         reboot_with(x, x.disks[:1])
-        role = role_of(x)
+        role = facts.role_json(x)
         assert (role["role"], role["reason_code"], role["degraded"]) == ("primary", "degraded", True)
         assert "DEGRADED" in x.ssh("atlas status").stdout
         assert "DEGRADED" in x.serial_log.read_text(errors="replace")
@@ -128,7 +122,7 @@ class TestRoles:
         y.disks = copy
         y.start()
         y.wait_booted()
-        role = role_of(y)
+        role = facts.role_json(y)
         assert (role["role"], role["reason_code"]) == ("refused", "address-in-use")
         assert y.ssh("systemctl is-active atlas-standby.target").stdout.strip() == "active"
         assert services(y) == ["inactive"] * 5
@@ -142,7 +136,7 @@ class TestRoles:
         x.shutdown()
         before = digest(theirs)
         reboot_with(x, theirs)
-        role = role_of(x)
+        role = facts.role_json(x)
         assert (role["role"], role["reason_code"]) == ("refused", "foreign-cluster")
         assert "refused" in x.ssh("atlas status").stdout
         assert "ATLAS: refused" in x.serial_log.read_text(errors="replace")
