@@ -39,8 +39,11 @@ def _interrupt(signum: int, frame: object) -> None:
 
 def pytest_configure(config: pytest.Config) -> None:
     # SIGTERM (a CI timeout, `kill`) ends the run the way Ctrl-C does: guests killed at
-    # once, then pytest's summary of what failed, instead of dying without one.
+    # once, then pytest's summary of what failed, instead of dying without one. SIGINT is
+    # set too: a shell starts a background job with SIGINT ignored, and `kill -INT` must
+    # still stop the suite.
     signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGINT, _interrupt)
 
 
 def pytest_keyboard_interrupt(excinfo: pytest.ExceptionInfo[BaseException]) -> None:

@@ -26,6 +26,7 @@ log = logging.getLogger("lab")
 # Bases of the drill's waits on the reference machine (scaled by the run's pace).
 GREEN_BASE_S = 300.0
 SYNC_BASE_S = 300.0
+SHUTDOWN_BASE_S = 120.0
 BUSINESS_SERVICES = ("nginx.service", "postfix.service", "dovecot.service",
                      "postgresql@15-main.service", "smbd.service")
 
@@ -132,7 +133,7 @@ def swap_and_boot(the_pair: pair.Pair, report: Report, phase: str) -> None:
     a, b = the_pair.server("server1"), the_pair.server("server2")
     with report.step(f"{phase}: shut both down, move the data-set disks, boot both"):
         for machine in (a, b):
-            machine.shutdown()
+            machine.shutdown(PACE.limit(SHUTDOWN_BASE_S))
         a.disks, b.disks = b.disks, a.disks
         for machine in (a, b):
             machine.start()
