@@ -211,15 +211,17 @@ def spawn(
     cwd: Path | None = None,
     hint: str | None = None,
     die_with_parent: bool = False,
+    pass_fds: Sequence[int] = (),
 ) -> subprocess.Popen[bytes]:
     """Start a program in the background, in its own process group, output to log_file.
 
+    `pass_fds` stay open in the program (a lock it holds for as long as it lives, say).
     The caller owns the process and must end it with `terminate`.
     """
     with log_file.open("ab") as output:
         child: subprocess.Popen[bytes] = _popen(
             argv, " &", hint=hint, env=env, cwd=cwd, stdin=subprocess.DEVNULL, stdout=output,
-            stderr=subprocess.STDOUT, start_new_session=True,
+            stderr=subprocess.STDOUT, start_new_session=True, pass_fds=tuple(pass_fds),
             preexec_fn=_die_with_parent if die_with_parent else None)
         return child
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import sys
 from collections.abc import Generator
 from pathlib import Path
@@ -25,11 +26,32 @@ logger = logging.getLogger("tests")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    # A test's tier is the directory it lives in.
+    # A test's tier is the directory of tests/ it lives in.
     for item in items:
-        tier = Path(str(item.fspath)).parent.name
-        if tier in TIERS:
-            item.add_marker(getattr(pytest.mark, tier))
+        parts = Path(str(item.fspath)).relative_to(REPO / "tests").parts
+        if len(parts) > 1 and parts[0] in TIERS:
+            item.add_marker(getattr(pytest.mark, parts[0]))
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signal.Signals(signum).name}")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # SIGTERM (a CI timeout, `kill`) ends the run the way Ctrl-C does: guests killed at
+    # once, then pytest's summary of what failed, instead of dying without one. SIGINT is
+    # set too: a shell starts a background job with SIGINT ignored, and `kill -INT` must
+    # still stop the suite.
+    signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGINT, _interrupt)
+
+
+def pytest_keyboard_interrupt(excinfo: pytest.ExceptionInfo[BaseException]) -> None:
+    # Before pytest tears the fixtures down: kill every guest and hub now, so that teardown
+    # has nothing to wait for (powering guests off could take minutes).
+    from testkit.lab import machine
+
+    machine.kill_everything()
 
 
 @pytest.hookimpl(hookwrapper=True)  # type: ignore[misc]  # pytest's decorator is untyped

@@ -18,8 +18,9 @@ import psycopg2
 
 from atlas_services import paths, proc
 from atlas_services.paths import Layout
-from testkit.lab.cluster import DOMAIN
+from testkit.lab.guestprov import DOMAIN
 from testkit.lab.machine import Machine
+from testkit.lab.pace import PACE
 
 OWNER = "owner"
 MAIL_ADDRESS = f"{OWNER}@{DOMAIN}"
@@ -29,6 +30,12 @@ OWNER_UID = 2001
 DB_NAME = "shop"
 PAGE = "drill.html"
 WEB_ROOT = Layout().data_root / paths.WEB_ROOT
+CLIENT_BASE_S = 30.0  # one SMTP, IMAP, HTTP, SQL or SMB operation, on the reference machine
+
+
+def client_timeout() -> float:
+    """How long one client operation may take against a lab guest, sized from the run's pace."""
+    return PACE.limit(CLIENT_BASE_S)
 
 
 @dataclass
@@ -103,7 +110,7 @@ def send_mail(machine: Machine, data: BusinessData) -> None:
     message["To"] = MAIL_ADDRESS
     message["Subject"] = data.subject
     message.set_content(f"Please ship order {data.tag}.\n")
-    with smtplib.SMTP("127.0.0.1", host_port(machine, "smtp"), timeout=60) as smtp:
+    with smtplib.SMTP("127.0.0.1", host_port(machine, "smtp"), timeout=client_timeout()) as smtp:
         smtp.send_message(message)
 
 
@@ -125,13 +132,13 @@ def put_file(machine: Machine, data: BusinessData) -> None:
 
 def read_page(machine: Machine) -> str:
     url = f"http://127.0.0.1:{host_port(machine, 'http')}/{PAGE}"
-    with urllib.request.urlopen(url, timeout=30) as response:
+    with urllib.request.urlopen(url, timeout=client_timeout()) as response:
         body: bytes = response.read()
     return body.decode()
 
 
 def mail_subjects(machine: Machine, data: BusinessData) -> list[str]:
-    with imaplib.IMAP4("127.0.0.1", host_port(machine, "imap"), timeout=60) as imap:
+    with imaplib.IMAP4("127.0.0.1", host_port(machine, "imap"), timeout=client_timeout()) as imap:
         imap.starttls()
         imap.login(MAIL_ADDRESS, data.password)
         imap.select("INBOX", readonly=True)
@@ -160,7 +167,7 @@ def read_file(machine: Machine, data: BusinessData) -> bytes:
 
 def _db(machine: Machine, data: BusinessData) -> psycopg2.extensions.connection:
     conn = psycopg2.connect(host="127.0.0.1", port=host_port(machine, "postgresql"), user=OWNER,
-                            password=data.password, dbname=DB_NAME, connect_timeout=30)
+                            password=data.password, dbname=DB_NAME, connect_timeout=int(client_timeout()))
     conn.autocommit = True
     return conn
 
@@ -170,5 +177,5 @@ def _smb(machine: Machine, data: BusinessData, command: str) -> None:
         auth.write(f"username = {OWNER}\npassword = {data.password}\n")
         auth.flush()
         proc.run(["smbclient", "//127.0.0.1/files", "-p", str(host_port(machine, "smb")),
-                  "-A", auth.name, "-m", "SMB3", "-c", command], timeout=60)
+                  "-A", auth.name, "-m", "SMB3", "-c", command], timeout=client_timeout())
 

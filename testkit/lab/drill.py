@@ -16,27 +16,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from testkit.lab import business, pair
-from testkit.lab.cluster import PRIMARY, SECONDARY, RoleSpec
+from atlas_services import daemons
+from testkit.lab import business, facts, pair
+from testkit.lab.guestprov import PRIMARY, SECONDARY, RoleSpec
 from testkit.lab.machine import BUSINESS_INTERFACE, Machine
+from testkit.lab.pace import PACE
 
 log = logging.getLogger("lab")
 
-GREEN_TIMEOUT = 600.0
-# Run inside a server: seconds from kernel start to the end of the first all-ok cycle.
-FIRST_GREEN_SCRIPT = """
-import json, time
-from datetime import datetime
-boot = time.time() - float(open('/proc/uptime').read().split()[0])
-with open('/var/lib/atlas/verify/history.jsonl') as history:
-    for line in history:
-        cycle = json.loads(line)
-        finished = datetime.fromisoformat(cycle['finished']).timestamp()
-        if finished >= boot and cycle['status'] == 'ok':
-            print(round(finished - boot, 1))
-            break
-"""
-SYNC_TIMEOUT = 300.0
+# Bases of the drill's waits on the reference machine (scaled by the run's pace).
+GREEN_BASE_S = 300.0
+SYNC_BASE_S = 300.0
+SHUTDOWN_BASE_S = 120.0
 
 
 @dataclass
@@ -92,42 +83,17 @@ class Report:
 # ---------------------------------------------------------------- facts from a server
 
 
-def role_json(machine: Machine) -> dict[str, Any]:
-    data: dict[str, Any] = json.loads(machine.ssh("cat /run/atlas/role.json").stdout)
-    return data
-
-
-def fingerprint(machine: Machine) -> str:
-    return machine.ssh("ssh-keygen -lf /run/atlas/ssh/ssh_host_ed25519_key.pub").stdout.split()[1]
-
-
-def verify_green(machine: Machine) -> bool:
-    result = machine.ssh("atlas verify --now --json", check=False, timeout=300)
-    return result.returncode == 0
-
-
-def wait_green(machine: Machine, timeout: float = GREEN_TIMEOUT) -> None:
-    machine.wait_for("verified green", lambda: verify_green(machine), timeout)
-
-
-def config_generation(machine: Machine) -> int:
-    data = json.loads(machine.ssh("cat /etc/atlas/applied.json").stdout)
-    generation: int = data["generation"]
-    return generation
+def wait_green(machine: Machine) -> None:
+    machine.wait_for("verified green", lambda: facts.verify_green(machine),
+                     PACE.limit(GREEN_BASE_S))
 
 
 def boot_figures(machine: Machine) -> dict[str, Any]:
     """Guest-clock seconds from kernel start to: role decided, services up, first green."""
-    def monotonic_s(unit: str) -> float:
-        value = machine.ssh(f"systemctl show -P ActiveEnterTimestampMonotonic {unit}").stdout
-        return int(value.strip() or 0) / 1e6
-    services = ["nginx.service", "postfix.service", "dovecot.service",
-                "postgresql@15-main.service", "smbd.service"]
-    first_green = machine.ssh("python3 -", input=FIRST_GREEN_SCRIPT, check=False).stdout.strip()
     return {"server": machine.name,
-            "role_decided_s": monotonic_s("atlas-role.service"),
-            "services_active_s": max(monotonic_s(s) for s in services),
-            "first_green_s": float(first_green or 0)}
+            "role_decided_s": facts.unit_seconds(machine, "atlas-role.service"),
+            "services_active_s": max(facts.unit_seconds(machine, s) for s in daemons.UNITS),
+            "first_green_s": facts.first_green_s(machine) or 0.0}
 
 
 # ---------------------------------------------------------------- the drill
@@ -142,12 +108,12 @@ def assert_roles(report: Report, primary: Machine, secondary: Machine, fingerpri
 def assert_identity(report: Report, machine: Machine, role: str, spec: RoleSpec, fp: str,
                     phase: str) -> None:
     where = f"{phase}: {machine.name}"
-    report.check(f"{where} is {role}", lambda: bool(role_json(machine)["role"] == role))
+    report.check(f"{where} is {role}", lambda: bool(facts.role_json(machine)["role"] == role))
     report.check(f"{where} is named {spec.hostname}",
                  lambda: machine.ssh("hostname").stdout.strip() == spec.hostname)
     report.check(f"{where} holds {spec.address}", lambda: spec.address in machine.ssh(
         f"ip -br -4 addr show {BUSINESS_INTERFACE}").stdout)
-    report.check(f"{where} has the {role}'s SSH host key", lambda: fingerprint(machine) == fp)
+    report.check(f"{where} has the {role}'s SSH host key", lambda: facts.host_key_fingerprint(machine) == fp)
     report.check(f"{where} runs atlas-{role}.target", lambda: machine.ssh(
         f"systemctl is-active atlas-{role}.target").stdout.strip() == "active")
 
@@ -166,7 +132,7 @@ def swap_and_boot(the_pair: pair.Pair, report: Report, phase: str) -> None:
     a, b = the_pair.server("server1"), the_pair.server("server2")
     with report.step(f"{phase}: shut both down, move the data-set disks, boot both"):
         for machine in (a, b):
-            machine.shutdown()
+            machine.shutdown(PACE.limit(SHUTDOWN_BASE_S))
         a.disks, b.disks = b.disks, a.disks
         for machine in (a, b):
             machine.start()
@@ -177,8 +143,8 @@ def swap_and_boot(the_pair: pair.Pair, report: Report, phase: str) -> None:
 def drill(the_pair: pair.Pair, report_file: Path | None = None) -> Report:
     report = Report()
     primary, secondary = the_pair.by_role("primary"), the_pair.by_role("secondary")
-    fingerprints = {role: fingerprint(m) for role, m in (("primary", primary),
-                                                          ("secondary", secondary))}
+    fingerprints = {role: facts.host_key_fingerprint(m) for role, m in (("primary", primary),
+                                                                         ("secondary", secondary))}
     data = business.BusinessData()
     marker = f"drill-{data.tag}@shop.test"
     with report.step("a. write business data on the primary through real clients"):
@@ -192,7 +158,7 @@ def drill(the_pair: pair.Pair, report_file: Path | None = None) -> Report:
                                        admin_email=marker)
         secondary.wait_for("synchronized", lambda: secondary.ssh(
             "atlas sync --now", check=False).returncode == 0
-            and config_generation(secondary) >= generation, SYNC_TIMEOUT)
+            and facts.applied_generation(secondary) >= generation, PACE.limit(SYNC_BASE_S))
         wait_green(primary)
         wait_green(secondary)
     with report.step("c. atlas failover prepare on the primary"):

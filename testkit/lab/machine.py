@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import fcntl
 import json
 import logging
 import os
@@ -18,7 +19,10 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
+import weakref
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,6 +30,7 @@ from typing import Any
 from atlas_services import proc
 from atlas_services.errors import AtlasError
 from testkit.lab import accel, hub
+from testkit.lab.pace import PACE
 from testkit.net import free_port
 
 log = logging.getLogger("lab")
@@ -39,6 +44,13 @@ FORWARDED = {"ssh": 22, "smtp": 25, "http": 80, "https": 443, "imap": 143, "smb"
 LAB_FILE = "lab.json"
 BUSINESS_INTERFACE = "enp0s16"  # the segment NIC's name inside a lab machine
 PROGRESS_EVERY = 10.0
+# Two TCG guests already share this kind of machine's two cores; a third starves them all
+# (boots 2-3x slower, timers late). The slots are host-wide: each QEMU holds an flock on
+# one slot file for as long as it runs, whichever process (a test run, ci/lab) started it.
+GUEST_SLOTS = 2
+SLOT_DIR = Path("/run/atlas-lab")
+# Base for a command run inside a guest (seconds on the reference machine; see pace).
+COMMAND_BASE_S = 300.0
 
 
 @dataclass(frozen=True)
@@ -84,6 +96,28 @@ def end_process(pid: int, grace: float = 5) -> None:
         deadline = time.monotonic() + wait
         while pid_alive(pid) and time.monotonic() < deadline:
             time.sleep(0.1)
+
+
+def take_guest_slot(holder: str) -> int:
+    """Lock a free guest slot and return the locked file's descriptor (hand it to QEMU, so
+    the slot is held exactly as long as the guest runs). Refuses a third guest."""
+    SLOT_DIR.mkdir(parents=True, exist_ok=True)
+    holders = []
+    for number in range(GUEST_SLOTS):
+        slot = SLOT_DIR / f"guest-{number}"
+        fd = os.open(slot, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holders.append(slot.read_text(errors="replace").strip() or "?")
+            os.close(fd)
+            continue
+        os.ftruncate(fd, 0)
+        os.write(fd, holder.encode())
+        return fd
+    raise AtlasError(f"cannot start {holder}: {GUEST_SLOTS} lab guests already run on this host "
+                     f"({'; '.join(holders)}), and a third would starve them of its cores",
+                     "stop one first (ci/lab down, or wait for the running tests to finish)")
 
 
 def tail(path: Path, lines: int = 15) -> str:
@@ -180,10 +214,15 @@ class Machine:
         (self.lab.segment / f"{self.name}.sock").unlink(missing_ok=True)
         self.ports = {name: free_port() for name in FORWARDED}
         self.serial_log.write_text("")
+        argv = self.qemu_argv()
+        slot = take_guest_slot(f"{self.name} of {self.lab.workdir}")
         log.info("lab: starting %s (disks: %s)", self.name,
                  ", ".join(d.name for d in self.disks) or "none")
-        self.qemu = proc.spawn(self.qemu_argv(), log_file=self.directory / "qemu.log",
-                               die_with_parent=self.lab.die_with_parent)
+        try:
+            self.qemu = proc.spawn(argv, log_file=self.directory / "qemu.log",
+                                   die_with_parent=self.lab.die_with_parent, pass_fds=(slot,))
+        finally:
+            os.close(slot)  # QEMU holds the slot now; it is free again when QEMU exits
         self.pid = self.qemu.pid
         self.booted_at = time.monotonic()
         self.lab.save()
@@ -213,59 +252,97 @@ class Machine:
                 "-o", "ServerAliveInterval=5", "-o", "ServerAliveCountMax=6",
                 "root@127.0.0.1", command]
 
-    def ssh(self, command: str, *, check: bool = True, timeout: float = 300,
+    def ssh(self, command: str, *, check: bool = True, timeout: float | None = None,
             input: str | None = None) -> subprocess.CompletedProcess[str]:
-        """Run a shell command inside the machine as root."""
+        """Run a shell command inside the machine as root (within `timeout` s, by default a
+        limit sized from this run's pace)."""
         self._check_alive()
         return proc.run(self.ssh_argv(command), ok_codes=(0,) if check else proc.ANY_EXIT,
-                        timeout=timeout, input=input)
+                        input=input,
+                        timeout=timeout if timeout is not None else PACE.limit(COMMAND_BASE_S))
 
-    def wait_for(self, what: str, ready: Any, timeout: float) -> float:
-        """Poll `ready()` until true, printing progress; returns seconds since boot."""
+    def diagnose(self) -> str:
+        """What an operator would look at first: the console's last lines and atlas status."""
+        parts = [f"last console lines of {self.name}:\n{tail(self.serial_log, 25)}"]
+        if not self.running():
+            return "\n".join([*parts, f"{self.name}'s QEMU has exited:\n"
+                               f"{tail(self.directory / 'qemu.log', 5)}"])
+        try:
+            status = proc.run(self.ssh_argv("atlas status; systemctl list-jobs --no-pager | head -n 15"),
+                              ok_codes=proc.ANY_EXIT, timeout=60)
+            parts.append(f"atlas status on {self.name}:\n{status.stdout}{status.stderr}".rstrip())
+        except proc.CommandFailed as err:
+            parts.append(f"atlas status on {self.name}: no answer over SSH ({err})")
+        return "\n".join(parts)
+
+    def wait_for(self, what: str, ready: Callable[[], bool], timeout: float) -> float:
+        """Poll `ready()` until true, printing progress; returns seconds since boot.
+
+        A command inside `ready` that does not finish in its own time (an SSH login on a
+        guest still starting) counts as "not yet". Giving up says what was awaited, for how
+        long, and what the guest's console and `atlas status` say."""
         started = time.monotonic()
         deadline = started + timeout
         last_report = started
+        last_error = ""
         # A machine started by an earlier command (ci/lab) has no boot time here.
         since = self.booted_at or started
         while True:
             self._check_alive()
-            if ready():
-                elapsed = time.monotonic() - since
-                log.info("lab: %s %s after %.1f s", self.name, what, elapsed)
-                return elapsed
+            try:
+                if ready():
+                    elapsed = time.monotonic() - since
+                    log.info("lab: %s %s after %.1f s", self.name, what, elapsed)
+                    return elapsed
+            except proc.CommandFailed as err:
+                last_error = str(err)
             now = time.monotonic()
             if now > deadline:
-                raise AtlasError(f"{self.name}: not {what} after {timeout:.0f} s; last console "
-                                 f"lines:\n{tail(self.serial_log)}")
+                raise AtlasError(f"{self.name}: not {what} after waiting {now - started:.0f} s "
+                                 f"(limit {timeout:.0f} s, sized from this run's pace)"
+                                 + (f"; last error: {last_error}" if last_error else "")
+                                 + "\n" + self.diagnose())
             if now - last_report >= PROGRESS_EVERY:
                 last_report = now
-                log.info("lab: waiting for %s to be %s (%.0f s)", self.name, what, now - since)
+                log.info("lab: waiting for %s to be %s (%.0f s of at most %.0f s)", self.name,
+                         what, now - started, timeout)
             time.sleep(1)
 
-    def wait_ssh(self, timeout: float = 600) -> float:
+    def wait_ssh(self, timeout: float | None = None) -> float:
         def answers() -> bool:
             return self.ssh("true", check=False, timeout=30).returncode == 0
-        return self.wait_for("answering SSH", answers, timeout)
+        return self.wait_for("answering SSH", answers, timeout or PACE.boot_limit())
 
-    def wait_booted(self, timeout: float = 600) -> str:
-        """Wait until systemd has finished starting up; returns is-system-running's state."""
-        self.wait_ssh(timeout)
+    def wait_booted(self, timeout: float | None = None) -> str:
+        """Wait until systemd has finished starting up; returns is-system-running's state.
+        The boot's duration paces every later wait of this run."""
+        limit = timeout or PACE.boot_limit()
+        self.wait_ssh(limit)
         state = ""
 
         def settled() -> bool:
             nonlocal state
-            state = self.ssh("systemctl is-system-running", check=False).stdout.strip()
+            state = self.ssh("systemctl is-system-running", check=False, timeout=60).stdout.strip()
             return state not in ("initializing", "starting", "")
-        self.boot_seconds = self.wait_for("done booting", settled, timeout)
+        self.boot_seconds = self.wait_for("done booting", settled, limit)
         self.boot_state = state
+        if self.booted_at:
+            PACE.record_boot(self.boot_seconds)
+        self.lab.save()
         return state
 
     def shutdown(self, timeout: float = 180) -> None:
         """Power off cleanly from inside; kill QEMU if the guest does not stop in time."""
         if not self.running():
             return
+        if INTERRUPTED.is_set():
+            self.kill()
+            return
         log.info("lab: powering off %s", self.name)
-        proc.run(self.ssh_argv("systemctl poweroff"), ok_codes=proc.ANY_EXIT, timeout=60)
+        try:
+            proc.run(self.ssh_argv("systemctl poweroff"), ok_codes=proc.ANY_EXIT, timeout=60)
+        except proc.CommandFailed as err:
+            log.warning("lab: %s did not take the poweroff request (%s)", self.name, err)
         if not self.wait_exit(timeout):
             log.warning("lab: %s did not power off within %.0f s, killing it", self.name, timeout)
             self.kill()
@@ -273,16 +350,30 @@ class Machine:
         self.lab.save()
 
     def kill(self) -> None:
+        """End QEMU now (it quits on SIGTERM; the guest is not asked)."""
         if self.qemu is not None:
-            proc.terminate(self.qemu, grace=5)
+            proc.terminate(self.qemu, grace=3)
         else:
-            end_process(self.pid)
+            end_process(self.pid, grace=3)
         self.pid = 0
 
     def to_json(self) -> dict[str, Any]:
         return {"index": self.index, "disks": [str(d) for d in self.disks], "pid": self.pid,
                 "ports": self.ports, "boot": self.boot, "memory_mb": self.memory_mb,
-                "cpus": self.cpus}
+                "cpus": self.cpus, "boot_seconds": self.boot_seconds}
+
+
+# Set once the run is being interrupted: guests are killed, not powered off.
+INTERRUPTED = threading.Event()
+# Every lab this process made, so that an interrupted run can end all their QEMUs and hubs.
+_LABS: weakref.WeakSet[Lab] = weakref.WeakSet()
+
+
+def kill_everything() -> None:
+    """End every guest and hub this process started, at once (Ctrl-C, SIGTERM)."""
+    INTERRUPTED.set()
+    for lab in list(_LABS):
+        lab.close()
 
 
 class Lab:
@@ -298,6 +389,7 @@ class Lab:
         self.hub: subprocess.Popen[bytes] | None = None
         self.hub_pid = 0
         workdir.mkdir(parents=True, exist_ok=True)
+        _LABS.add(self)
         self.key = workdir / "id_ed25519"
         if not self.key.exists():
             proc.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "atlas-lab",
@@ -329,7 +421,10 @@ class Lab:
             lab.machines[name] = Machine(lab, name, data["index"],
                                          [Path(d) for d in data["disks"]],
                                          memory_mb=data["memory_mb"], cpus=data["cpus"],
-                                         boot=data["boot"], ports=data["ports"], pid=data["pid"])
+                                         boot=data["boot"], ports=data["ports"], pid=data["pid"],
+                                         boot_seconds=data.get("boot_seconds", 0.0))
+            # The boots of the command that started them pace this command's waits.
+            PACE.record_boot(lab.machines[name].boot_seconds)
         return lab
 
     def ensure_segment(self) -> None:
@@ -369,7 +464,7 @@ class Lab:
         for machine in self.machines.values():
             machine.kill()
         if self.hub is not None:
-            proc.terminate(self.hub, grace=2)
+            proc.terminate(self.hub, grace=1)
             self.hub = None
         else:
             end_process(self.hub_pid, grace=2)

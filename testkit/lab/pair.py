@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import logging
+import shlex
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from atlas_services import cluster as cluster_mod
 from testkit import clusters
@@ -36,15 +38,21 @@ class Pair:
 SETTINGS_FILE = "/var/lib/atlas/config/work/atlas.json"
 
 
-def set_settings(machine: Machine, message: str, **values: object) -> int:
+def commit_settings(machine: Machine, message: str, **values: object) -> dict[str, Any]:
     """Change settings in a primary's working tree, commit and apply them the way an
-    administrator would; returns the new generation."""
+    administrator would; returns the new generation's record (number, time, …)."""
     data = json.loads(machine.ssh(f"cat {SETTINGS_FILE}").stdout)
     data.update(values)
     machine.ssh(f"cat > {SETTINGS_FILE}", input=json.dumps(data, indent=2) + "\n")
-    committed = json.loads(machine.ssh(f"atlas config commit --json -m '{message}'").stdout)
+    committed: dict[str, Any] = json.loads(
+        machine.ssh(f"atlas config commit --json -m {shlex.quote(message)}").stdout)
     machine.ssh("atlas config apply")
-    return int(committed["number"])
+    return committed
+
+
+def set_settings(machine: Machine, message: str, **values: object) -> int:
+    """commit_settings, returning only the new generation's number."""
+    return int(commit_settings(machine, message, **values)["number"])
 
 
 def make_cluster(directory: Path) -> cluster_mod.Cluster:

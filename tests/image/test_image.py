@@ -6,9 +6,8 @@ import json
 import re
 
 import build
+from atlas_services import daemons
 from testkit.lab.machine import BuiltImage, Lab, Machine
-
-BUSINESS_SERVICES = ("nginx", "postfix", "dovecot", "postgresql", "smbd")
 
 
 def test_outputs_are_complete_and_checksummed(built_image: BuiltImage) -> None:
@@ -57,10 +56,11 @@ def test_atlas_command_matches_manifest_version(booted: Machine, built_image: Bu
 
 
 def test_without_a_data_set_business_services_stay_stopped(booted: Machine) -> None:
-    states = booted.ssh(f"systemctl is-active {' '.join(BUSINESS_SERVICES)}", check=False)
-    assert states.stdout.split() == ["inactive"] * len(BUSINESS_SERVICES)
+    states = booted.ssh(f"systemctl is-active {' '.join(daemons.UNITS)}", check=False)
+    assert states.stdout.split() == ["inactive"] * len(daemons.UNITS)
     assert booted.ssh("systemctl is-active atlas-standby.target").stdout.strip() == "active"
-    for service in BUSINESS_SERVICES:
+    # Enabled is what an administrator would switch: the unit files named after the services.
+    for service in (d.unit_prefix for d in daemons.DAEMONS):
         assert booted.ssh(f"systemctl is-enabled {service}", check=False
                           ).stdout.strip() == "disabled", service
 

@@ -14,11 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from atlas_services import messages
-from testkit.lab import cluster, hostprov, pair
+from atlas_services import daemons, messages
+from testkit.lab import facts, guestprov, hostprov, pair
 from testkit.lab.machine import BuiltImage, Lab, Machine
-
-BUSINESS = "nginx postfix dovecot postgresql smbd"
 
 
 def digest(files: list[Path]) -> str:
@@ -30,13 +28,8 @@ def digest(files: list[Path]) -> str:
     return h.hexdigest()
 
 
-def role_of(machine: Machine) -> dict[str, object]:
-    data: dict[str, object] = json.loads(machine.ssh("cat /run/atlas/role.json").stdout)
-    return data
-
-
 def services(machine: Machine) -> list[str]:
-    return machine.ssh(f"systemctl is-active {BUSINESS}", check=False).stdout.split()
+    return machine.ssh(f"systemctl is-active {' '.join(daemons.UNITS)}", check=False).stdout.split()
 
 
 def reboot_with(machine: Machine, disks: list[Path]) -> None:
@@ -71,7 +64,7 @@ class TestRoles:
         x = lab.machines["x"]
         x.start()
         x.wait_booted()
-        role = role_of(x)
+        role = facts.role_json(x)
         assert (role["role"], role["reason_code"]) == ("standby", "no-dataset")
         assert x.boot_state == "running", x.ssh("systemctl --failed").stdout
         assert "no data set found" in x.ssh("atlas status").stdout
@@ -82,8 +75,8 @@ class TestRoles:
     def test_disks_provisioned_in_the_guest_make_it_the_primary(self, lab: Lab,
                                                                 artifacts_dir: Path) -> None:
         x = lab.machines["x"]
-        cluster.init_cluster(x)
-        x.ssh(f"atlas disks init --role primary {cluster.disk_paths(x)}")
+        guestprov.init_cluster(x)
+        x.ssh(f"atlas disks init --role primary {guestprov.disk_paths(x)}")
         TestRoles.primary_key = x.ssh(
             "ssh-keygen -lf /etc/atlas/cluster/primary/ssh_host_ed25519_key.pub").stdout.split()[1]
         x.shutdown()
@@ -91,11 +84,11 @@ class TestRoles:
         for disk in x.disks:
             shutil.copyfile(disk, disk.with_name(disk.name.replace("x-", "copy-")))
         reboot_with(x, x.disks)
-        role = role_of(x)
+        role = facts.role_json(x)
         assert role["role"] == "primary" and role["reason_code"] == "ok"
         assert x.boot_state == "running", x.ssh("systemctl --failed").stdout
-        assert x.ssh("hostname").stdout.strip() == cluster.PRIMARY.hostname
-        assert cluster.PRIMARY.address in x.ssh("ip -br -4 addr show enp0s16").stdout
+        assert x.ssh("hostname").stdout.strip() == guestprov.PRIMARY.hostname
+        assert guestprov.PRIMARY.address in x.ssh("ip -br -4 addr show enp0s16").stdout
         fingerprint = x.ssh("ssh-keygen -lf /run/atlas/ssh/ssh_host_ed25519_key.pub").stdout
         assert fingerprint.split()[1] == TestRoles.primary_key
         assert x.ssh("systemctl is-active atlas-primary.target").stdout.strip() == "active"
@@ -104,16 +97,15 @@ class TestRoles:
         entries = x.ssh(f"journalctl -b -o json MESSAGE_ID={messages.ROLE_PRIMARY}").stdout
         entry = json.loads(entries.splitlines()[-1])
         assert entry["ATLAS_ROLE"] == "primary" and entry["ATLAS_CLUSTER_ID"]
-        timing = x.ssh("systemctl show atlas-role.service -P InactiveExitTimestampMonotonic "
-                       "-P ActiveEnterTimestampMonotonic").stdout.split()
-        record = {"own_seconds": (int(timing[1]) - int(timing[0])) / 1e6,
-                  "steps": role["timings"]}
+        own = (facts.unit_seconds(x, "atlas-role.service")
+               - facts.unit_seconds(x, "atlas-role.service", "InactiveExitTimestampMonotonic"))
+        record = {"own_seconds": own, "steps": role["timings"]}
         (artifacts_dir / "role-timing.json").write_text(json.dumps(record, indent=2) + "\n")
 
     def test_with_a_raid1_member_missing_it_serves_degraded_loudly(self, lab: Lab) -> None:
         x = lab.machines["x"]
         reboot_with(x, x.disks[:1])
-        role = role_of(x)
+        role = facts.role_json(x)
         assert (role["role"], role["reason_code"], role["degraded"]) == ("primary", "degraded", True)
         assert "DEGRADED" in x.ssh("atlas status").stdout
         assert "DEGRADED" in x.serial_log.read_text(errors="replace")
@@ -128,11 +120,11 @@ class TestRoles:
         y.disks = copy
         y.start()
         y.wait_booted()
-        role = role_of(y)
+        role = facts.role_json(y)
         assert (role["role"], role["reason_code"]) == ("refused", "address-in-use")
         assert y.ssh("systemctl is-active atlas-standby.target").stdout.strip() == "active"
         assert services(y) == ["inactive"] * 5
-        assert cluster.PRIMARY.address.split("/")[0] not in y.ssh("ip -br -4 addr").stdout
+        assert guestprov.PRIMARY.address.split("/")[0] not in y.ssh("ip -br -4 addr").stdout
         y.shutdown()
         assert digest(copy) == before
 
@@ -142,7 +134,7 @@ class TestRoles:
         x.shutdown()
         before = digest(theirs)
         reboot_with(x, theirs)
-        role = role_of(x)
+        role = facts.role_json(x)
         assert (role["role"], role["reason_code"]) == ("refused", "foreign-cluster")
         assert "refused" in x.ssh("atlas status").stdout
         assert "ATLAS: refused" in x.serial_log.read_text(errors="replace")
