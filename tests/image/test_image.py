@@ -7,7 +7,7 @@ import re
 
 import build
 from atlas_services import daemons
-from testkit.lab.machine import BuiltImage, Lab, Machine
+from testkit.lab.machine import BuiltImage, Machine
 
 
 def test_outputs_are_complete_and_checksummed(built_image: BuiltImage) -> None:
@@ -93,18 +93,6 @@ def test_root_password_is_locked(booted: Machine) -> None:
 def test_atlas_units_are_installed(booted: Machine) -> None:
     for unit in ("atlas-primary.target", "atlas-secondary.target", "atlas-standby.target"):
         assert booted.ssh(f"systemctl cat {unit}", check=False).returncode == 0, unit
-
-
-def test_boots_by_uefi_through_systemd_boot(lab: Lab) -> None:
-    machine = lab.machine("uefi", boot="uefi")
-    machine.start()
-    try:
-        machine.wait_ssh()
-        assert "systemd-boot" in machine.ssh("bootctl status --no-pager", check=False).stdout
-        cmdline = machine.ssh("cat /proc/cmdline").stdout
-        assert "console=ttyS0" in cmdline
-    finally:
-        machine.shutdown()
 
 
 def test_image_version_is_in_os_release(booted: Machine, built_image: BuiltImage) -> None:

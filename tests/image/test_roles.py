@@ -1,22 +1,23 @@
 """The disks decide, on one server, boot after boot: standby without a data set; primary
 once its disks are provisioned in the guest as a person would; degraded but serving with a
 disk missing; refused — data untouched — when another server already answers the
-primary's address or when the disks belong to another cluster. (The secondary role and
-moving disks between servers are the pair's tests, test_pair_*.py.)"""
+primary's address or when the disks belong to another cluster. The first server is the
+tier's `booted` machine (see conftest.py); the second boots through UEFI and systemd-boot.
+(The secondary role and moving disks between servers are the lab tier's pair.)"""
 
 from __future__ import annotations
 
 import hashlib
 import json
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from atlas_services import daemons, messages
-from testkit.lab import facts, guestprov, hostprov, pair
-from testkit.lab.machine import BuiltImage, Lab, Machine
+from atlas_services.roles import Role
+from testkit.lab import facts, guestprov, hostprov
+from testkit.lab.machine import Lab, Machine
 
 
 def digest(files: list[Path]) -> str:
@@ -44,26 +45,21 @@ def disks(lab: Lab, *names: str) -> list[Path]:
 
 
 @pytest.fixture(scope="module")
-def lab(built_image: BuiltImage, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
-    workdir = tmp_path_factory.mktemp("roles")
-    with Lab(workdir, built_image) as the_lab:
-        theirs = workdir / "theirs"
-        pair.make_cluster(theirs)
-        hostprov.provision(disks(the_lab, "theirs-1", "theirs-2"), "primary", theirs)
-        the_lab.machine("x", disks=disks(the_lab, "x-1", "x-2"))
-        the_lab.machine("y")
-        yield the_lab
+def theirs(lab: Lab, foreign_cluster: Path) -> list[Path]:
+    """Two disks provisioned from the host as another cluster's primary data set."""
+    their_disks = disks(lab, "theirs-1", "theirs-2")
+    hostprov.provision(their_disks, Role.PRIMARY, foreign_cluster)
+    return their_disks
 
 
 class TestRoles:
     """One story, in order: the steps share the machines and their disks."""
 
     primary_key: str = ""
+    copy_digest: str = ""
 
-    def test_without_a_data_set_the_server_is_standby_and_says_why(self, lab: Lab) -> None:
-        x = lab.machines["x"]
-        x.start()
-        x.wait_booted()
+    def test_without_a_data_set_the_server_is_standby_and_says_why(self, booted: Machine) -> None:
+        x = booted
         role = facts.role_json(x)
         assert (role["role"], role["reason_code"]) == ("standby", "no-dataset")
         assert x.boot_state == "running", x.ssh("systemctl --failed").stdout
@@ -114,10 +110,11 @@ class TestRoles:
         assert services(x) == ["active"] * 5
 
     def test_a_second_claimant_of_the_primary_address_refuses(self, lab: Lab) -> None:
-        y = lab.machines["y"]
+        # The second server boots the way a real one does, through the firmware and
+        # systemd-boot (the next step checks that), with a byte-for-byte copy of the set.
         copy = disks(lab, "copy-1", "copy-2")
-        before = digest(copy)
-        y.disks = copy
+        y = lab.machine("y", disks=copy, boot="uefi")
+        TestRoles.copy_digest = digest(copy)
         y.start()
         y.wait_booted()
         role = facts.role_json(y)
@@ -125,12 +122,17 @@ class TestRoles:
         assert y.ssh("systemctl is-active atlas-standby.target").stdout.strip() == "active"
         assert services(y) == ["inactive"] * 5
         assert guestprov.PRIMARY.address.split("/")[0] not in y.ssh("ip -br -4 addr").stdout
-        y.shutdown()
-        assert digest(copy) == before
 
-    def test_another_clusters_disks_are_refused_and_untouched(self, lab: Lab) -> None:
+    def test_the_image_boots_through_uefi_and_systemd_boot(self, lab: Lab) -> None:
+        y = lab.machines["y"]
+        assert "systemd-boot" in y.ssh("bootctl status --no-pager", check=False).stdout
+        assert "console=ttyS0" in y.ssh("cat /proc/cmdline").stdout
+        y.shutdown()
+        assert digest(y.disks) == TestRoles.copy_digest
+
+    def test_another_clusters_disks_are_refused_and_untouched(self, lab: Lab,
+                                                              theirs: list[Path]) -> None:
         x = lab.machines["x"]
-        theirs = disks(lab, "theirs-1", "theirs-2")
         x.shutdown()
         before = digest(theirs)
         reboot_with(x, theirs)

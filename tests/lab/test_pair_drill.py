@@ -1,4 +1,4 @@
-"""Two servers in their roles (the shared pair of conftest.py here): the Synchronizer
+"""Two servers in their roles (the shared pair of conftest.py): the Synchronizer
 keeps the secondary tracking the primary, and the failover drill — the acceptance test of
 the product — moves the disks and back."""
 

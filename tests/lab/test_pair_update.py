@@ -129,7 +129,9 @@ def test_a_good_version_is_tried_on_the_secondary_then_promoted(
 
     green_cycles(secondary, REQUIRED_GREEN)
     status = json.loads(primary.ssh("atlas update status --json").stdout)
-    assert status["staged"][0]["green_cycles"] >= REQUIRED_GREEN and status["staged"][0]["promotable"]
+    assert status["staged"][0]["green_cycles"] >= REQUIRED_GREEN and status["staged"][0]["promotable"], (
+        json.dumps(status, indent=2) + "\nthe secondary's last cycles:\n"
+        + secondary.ssh("tail -n 4 /var/lib/atlas/verify/history.jsonl", check=False).stdout)
     promoting, promoted = timed(primary, "atlas update promote")
     assert promoted.returncode == 0, promoted.stderr
     FIGURES["promote_s"] = promoting
