@@ -209,17 +209,17 @@ class Machine:
     def start(self) -> None:
         if self.running():
             raise AtlasError(f"{self.name} is already running")
-        self.directory.mkdir(parents=True, exist_ok=True)
-        self.lab.ensure_segment()
-        (self.lab.segment / f"{self.name}.sock").unlink(missing_ok=True)
-        self.ports = {name: free_port() for name in FORWARDED}
-        self.serial_log.write_text("")
-        argv = self.qemu_argv()
+        # First of all: a third guest is refused before anything is made for it.
         slot = take_guest_slot(f"{self.name} of {self.lab.workdir}")
-        log.info("lab: starting %s (disks: %s)", self.name,
-                 ", ".join(d.name for d in self.disks) or "none")
         try:
-            self.qemu = proc.spawn(argv, log_file=self.directory / "qemu.log",
+            self.directory.mkdir(parents=True, exist_ok=True)
+            self.lab.ensure_segment()
+            (self.lab.segment / f"{self.name}.sock").unlink(missing_ok=True)
+            self.ports = {name: free_port() for name in FORWARDED}
+            self.serial_log.write_text("")
+            log.info("lab: starting %s (disks: %s)", self.name,
+                     ", ".join(d.name for d in self.disks) or "none")
+            self.qemu = proc.spawn(self.qemu_argv(), log_file=self.directory / "qemu.log",
                                    die_with_parent=self.lab.die_with_parent, pass_fds=(slot,))
         finally:
             os.close(slot)  # QEMU holds the slot now; it is free again when QEMU exits
