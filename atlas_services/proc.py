@@ -20,6 +20,12 @@ logger = logging.getLogger(__name__)
 
 Argv = Sequence[str | os.PathLike[str]]
 
+# Every program ATLAS waits for is killed after this long unless the caller gives its own
+# limit: a hung mount, checker or systemctl ends in CommandFailed ("did not finish within
+# N s"), which the caller records, instead of in a unit's timeout with nothing said. Only
+# an explicit `timeout=None` (the image build's mkosi) waits without limit.
+DEFAULT_TIMEOUT_S = 120.0
+
 # Passed through from the caller's environment; everything else is dropped so a
 # child behaves the same from a shell, a unit or a test.
 _KEPT_VARIABLES = ("PATH", "HOME", "TERM", "TMPDIR", "SOURCE_DATE_EPOCH", "SSH_AUTH_SOCK")
@@ -136,7 +142,7 @@ def run(
     ok_codes: Container[int] = (0,),
     env: Mapping[str, str] | None = None,
     cwd: Path | None = None,
-    timeout: float | None = None,
+    timeout: float | None = DEFAULT_TIMEOUT_S,
     hint: str | None = None,
 ) -> subprocess.CompletedProcess[str]:
     """Run a program to completion, capturing its output as text.
@@ -155,7 +161,7 @@ def run_bytes(
     *,
     input: bytes | None = None,
     env: Mapping[str, str] | None = None,
-    timeout: float | None = None,
+    timeout: float | None = DEFAULT_TIMEOUT_S,
     hint: str | None = None,
 ) -> bytes:
     """Run a program whose stdout is binary (a stream, an archive) and return it."""
@@ -247,7 +253,7 @@ def run_to_fd(
     *,
     stdout: int,
     env: Mapping[str, str] | None = None,
-    timeout: float | None = None,
+    timeout: float | None = DEFAULT_TIMEOUT_S,
     hint: str | None = None,
 ) -> None:
     """Run a program whose output goes straight to an open file descriptor (a btrfs stream
