@@ -199,6 +199,20 @@ def stream(
         raise _failure(argv, returncode, "\n".join(tail), hint)
 
 
+def replace_with(argv: Argv, *, env: Mapping[str, str] | None = None,
+                 hint: str | None = None) -> None:
+    """Replace this process with a program that takes over its stdin, stdout and stderr (the
+    peer door handing its SSH channel to a sandboxed copy of itself). Returns only if the
+    program could not be started, by raising CommandFailed."""
+    logger.debug("exec %s", shlex.join(str(a) for a in argv))
+    try:
+        os.execve(str(argv[0]), [str(a) for a in argv], clean_env(env))
+    except FileNotFoundError:
+        raise _not_found(argv, hint) from None
+    except OSError as err:
+        raise CommandFailed(argv, f"could not be started: {err.strerror}", hint=hint) from None
+
+
 _PR_SET_PDEATHSIG = 1
 
 
