@@ -33,6 +33,7 @@ SANDBOX = (
     "CapabilityBoundingSet=CAP_SYS_ADMIN CAP_DAC_READ_SEARCH",
     "NoNewPrivileges=yes", "ProtectSystem=strict", "ProtectHome=yes", "PrivateTmp=yes",
     "PrivateDevices=yes", "DevicePolicy=closed", "PrivateNetwork=yes", "PrivateIPC=yes",
+    "PrivateMounts=yes",
     "IPAddressDeny=any", "RestrictAddressFamilies=AF_UNIX", "ProtectKernelTunables=yes",
     "ProtectKernelModules=yes", "ProtectKernelLogs=yes", "ProtectControlGroups=yes",
     "ProtectClock=yes", "ProtectHostname=yes", "ProtectProc=invisible", "RestrictNamespaces=yes",
