@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import errno
 import fcntl
 import hashlib
 import json
@@ -483,15 +484,21 @@ BLKFLSBUF = 0x1261
 
 
 def verify_image_checksum(image: Path) -> str:
-    """The image's SHA-256, checked against its .sha256 file when there is one."""
+    """The image's SHA-256, checked against its .sha256 file (./build.py writes one beside
+    every image): without it nothing says the image is the one that was built."""
+    sums = image.with_name(image.name + ".sha256")
+    try:
+        words = sums.read_text().split()
+    except FileNotFoundError:
+        raise Refused(f"{sums.name} is missing beside {image}: the image cannot be checked",
+                      "flash an image as ./build.py wrote it (it writes the .sha256 too)") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise Refused(f"{sums} cannot be read: {err}") from None
     print(f"build.py: checking {image.name}", flush=True)
     actual = sha256_file(image)
-    sums = image.with_name(image.name + ".sha256")
-    if sums.exists():
-        expected = sums.read_text().split()[0] if sums.read_text().split() else ""
-        if expected != actual:
-            raise Refused(f"{image} does not match {sums.name}: the image is damaged or was "
-                          "altered", "rebuild it with ./build.py")
+    if not words or words[0] != actual:
+        raise Refused(f"{image} does not match {sums.name}: the image is damaged or was "
+                      "altered", "rebuild it with ./build.py")
     return actual
 
 
@@ -538,7 +545,17 @@ def flash(request: FlashRequest) -> None:
     size = check_flash_target(request)
     expected = verify_image_checksum(request.image)
     _confirm(request)
-    fd = os.open(request.device, os.O_WRONLY | os.O_EXCL)
+    try:
+        # O_EXCL on a block device: the kernel refuses it while anything holds the disk (a
+        # mounted file system on any of its members, RAID, device-mapper).
+        fd = os.open(request.device, os.O_WRONLY | os.O_EXCL)
+    except OSError as err:
+        if err.errno == errno.EBUSY:
+            raise Refused(f"{request.device} is in use (the kernel holds it: mounted, part of "
+                          "a RAID or a mapped device); nothing was written",
+                          "stop what uses it first") from None
+        raise Refused(f"cannot open {request.device} for writing: {err.strerror}; nothing was "
+                      "written") from None
     try:
         for chunk in _chunks_with_progress(request.image, size):
             view = memoryview(chunk)

@@ -20,6 +20,8 @@ BLKGETSIZE64 = 0x80081272
 SYS_BLOCK = Path("/sys/class/block")
 # Kernel devices that never hold a data set.
 IGNORED_PREFIXES = ("ram", "zram", "sr", "fd", "nbd")
+# Probing every disk at boot: a disk that hangs blkid must not hang role detection.
+PROBE_TIMEOUT_S = 60
 
 
 @dataclass(frozen=True)
@@ -61,7 +63,8 @@ def probe(device: Path) -> DeviceProbe:
     """Low-level probe (blkid -p): reads the device itself, whatever udev knows or not."""
     try:
         # blkid exits 2 when it finds nothing recognisable: an empty disk.
-        result = proc.run(["blkid", "-p", "-o", "export", device], ok_codes=(0, 2))
+        result = proc.run(["blkid", "-p", "-o", "export", device], ok_codes=(0, 2),
+                          timeout=PROBE_TIMEOUT_S)
     except proc.CommandFailed as err:
         raise Refused(f"cannot probe {device}: {err.output.strip() or 'blkid failed'}") from None
     values = {}
@@ -77,7 +80,8 @@ def probe_all(devices: list[Path]) -> list[DeviceProbe]:
     blkid cannot open counts as empty, with the reason logged."""
     if not devices:
         return []
-    result = proc.run(["blkid", "-p", "-o", "export", *devices], ok_codes=proc.ANY_EXIT)
+    result = proc.run(["blkid", "-p", "-o", "export", *devices], ok_codes=proc.ANY_EXIT,
+                      timeout=PROBE_TIMEOUT_S)
     found: dict[str, dict[str, str]] = {}
     current: dict[str, str] | None = None
     for line in result.stdout.splitlines():
@@ -131,9 +135,22 @@ def disk_names(disk: Path) -> set[str]:
     return names
 
 
-def mounted_devices() -> set[str]:
-    """Kernel names of block devices that are mounted or used as swap."""
+SYS_BTRFS = Path("/sys/fs/btrfs")
+
+
+def btrfs_members() -> set[str]:
+    """Kernel names of every member of a mounted btrfs: mountinfo names only the device it
+    was mounted from, so the second disk of a mounted raid1 looks unused there."""
     names: set[str] = set()
+    for devices in SYS_BTRFS.glob("*/devices") if SYS_BTRFS.is_dir() else []:
+        names.update(entry.name for entry in devices.iterdir())
+    return names
+
+
+def mounted_devices() -> set[str]:
+    """Kernel names of block devices that are mounted (any member of a mounted btrfs) or
+    used as swap."""
+    names: set[str] = btrfs_members()
     for line in Path("/proc/self/mountinfo").read_text().splitlines():
         source = line.split(" - ", 1)[1].split()[1]
         if source.startswith("/dev/"):
@@ -155,6 +172,14 @@ def running_system_disks() -> set[str]:
         if node.exists():
             disks.add(whole_disk(node.resolve()).name)
     return disks
+
+
+def holders_of(disk: Path) -> list[str]:
+    """What holds the disk (its sysfs node) or any of its partitions: an md or dm device
+    built on sdb1 holds sdb as much as one built on sdb."""
+    nodes = [disk, *(p for p in disk.iterdir() if (p / "partition").exists())]
+    return sorted({h.name for node in nodes if (node / "holders").is_dir()
+                   for h in (node / "holders").iterdir()})
 
 
 def check_writable_disk(device: Path) -> int:
@@ -180,7 +205,7 @@ def check_writable_disk(device: Path) -> int:
     if busy:
         raise Refused(f"{device} is in use: {', '.join(sorted(busy))} mounted",
                       "unmount it first")
-    holders = sorted(p.name for p in (disk / "holders").iterdir())
+    holders = holders_of(disk)
     if holders:
         raise Refused(f"{device} is in use by {', '.join(holders)}",
                       "stop the RAID/LVM/dm device that holds it first")

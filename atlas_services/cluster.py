@@ -12,7 +12,9 @@ sets are provisioned from:
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import json
+import re
 import shutil
 import tempfile
 import uuid
@@ -20,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from atlas_services import fsutil, paths, proc
+from atlas_services import fsutil, paths, proc, untrusted
 from atlas_services.errors import Refused
 from atlas_services.paths import Layout
 from atlas_services.roles import DATASET_ROLES, Role
@@ -29,6 +31,16 @@ from atlas_services.volume import Identity, VolumeError
 CLUSTER_FILE = "cluster.json"
 HOST_KEY_TYPES = ("ed25519", "rsa")
 SYNC_KEY = "sync/id_ed25519"
+# A DNS domain (RFC 1123 labels, lower case): it is written into the postfix, nginx and
+# dovecot configurations, so nothing else — no space, no newline, no quote — may pass.
+DOMAIN = re.compile(r"(?=.{1,253}$)((?!-)[a-z0-9-]{1,63}(?<!-)\.)*(?!-)[a-z0-9-]{1,63}(?<!-)")
+
+
+def check_domain(domain: str, where: str) -> str:
+    if domain and not DOMAIN.fullmatch(domain):
+        raise Refused(f"{where}: domain {domain!r} is not a DNS domain (lower-case labels of "
+                      "a-z, 0-9 and '-', separated by dots, e.g. shop.example)")
+    return domain
 
 
 @dataclass(frozen=True)
@@ -50,6 +62,7 @@ class Cluster:
             raise Refused(f"{where}: roles must name exactly {' and '.join(DATASET_ROLES)}")
         if not isinstance(data["domain"], str):
             raise Refused(f"{where}: domain must be a string")
+        check_domain(data["domain"], where)
         try:
             identities = {role: Identity.from_json(roles[role], f"{where}: {role}")
                           for role in DATASET_ROLES}
@@ -65,6 +78,17 @@ class Cluster:
             raise Refused("the primary and the secondary need different host names")
         if primary.ip == secondary.ip:
             raise Refused("the primary and the secondary need different addresses")
+        # The secondary pulls from the primary's address: on different subnets each needs a
+        # gateway, or the two can never reach each other.
+        networks = {role: ipaddress.IPv4Interface(ident.address).network
+                    for role, ident in self.identities.items()}
+        if networks[Role.PRIMARY] != networks[Role.SECONDARY]:
+            without = [role for role, ident in self.identities.items() if not ident.gateway]
+            if without:
+                raise Refused(f"the primary ({networks[Role.PRIMARY]}) and the secondary "
+                              f"({networks[Role.SECONDARY]}) are on different subnets and the "
+                              f"{' and the '.join(without)} has no gateway: they could never sync",
+                              "put both on one subnet, or give each a --gateway")
 
     def to_json(self) -> dict[str, Any]:
         return {"cluster_id": self.cluster_id, "domain": self.domain,
@@ -74,11 +98,11 @@ class Cluster:
 def load(directory: Path) -> Cluster:
     path = directory / CLUSTER_FILE
     try:
-        data = json.loads(path.read_text())
+        data = untrusted.load_json(path)
     except FileNotFoundError:
         raise Refused(f"no cluster in {directory}", "create one with 'atlas cluster init'") from None
-    except ValueError as err:
-        raise Refused(f"{path} is not valid JSON: {err}") from None
+    except (OSError, ValueError) as err:
+        raise Refused(f"{path} is unreadable: {untrusted.describe(err)}") from None
     cluster = Cluster.from_json(data, str(path))
     missing = [str(p) for p in key_files(directory) if not p.exists()]
     if missing:
@@ -95,11 +119,11 @@ def on_dataset(data_root: Path) -> Cluster:
     of that file, for everything that needs the peer's or its own identity."""
     path = data_root / paths.DATASET_META / paths.CLUSTER_COPY
     try:
-        data = json.loads(path.read_text())
+        data = untrusted.load_json(path, below=data_root)
     except FileNotFoundError:
         raise NoCluster(f"no data set with {paths.CLUSTER_COPY} at {data_root}") from None
     except (OSError, ValueError) as err:
-        raise Refused(f"{path} is unreadable: {err}") from None
+        raise Refused(f"{path} is unreadable: {untrusted.describe(err)}") from None
     return Cluster.from_json(data, str(path))
 
 

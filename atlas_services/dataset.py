@@ -27,6 +27,10 @@ from atlas_services.volume import Volume
 # Disks of one data set may differ this much in size; raid1 only uses the smallest.
 SIZE_TOLERANCE = 0.10
 KNOWN_HOSTS = "known_hosts"
+# On the boot path (role detection mounts each data set found): a disk that stops answering
+# ends in a refusal that says so, well inside atlas-role.service's own timeout.
+SCAN_TIMEOUT_S = 30
+MOUNT_TIMEOUT_S = 60
 SYNC_KEY_NAME = "sync_ed25519"
 
 
@@ -45,8 +49,10 @@ def mounted(devices: Sequence[Path], *, readonly: bool, degraded: bool = False,
 
     Read-only mounts also skip log replay, so looking at a data set never writes to it.
     """
-    proc.run(["btrfs", "device", "scan", *devices])
+    proc.run(["btrfs", "device", "scan", *devices], timeout=SCAN_TIMEOUT_S)
+    # A data set is untrusted: device nodes and set-id programs on it mean nothing here.
     options = ["ro", "rescue=nologreplay"] if readonly else ["rw", "noatime"]
+    options += ["nodev", "nosuid"]
     if degraded:
         options.append("degraded")
     with contextlib.ExitStack() as stack:
@@ -54,11 +60,12 @@ def mounted(devices: Sequence[Path], *, readonly: bool, degraded: bool = False,
             layout.run_dir.mkdir(parents=True, exist_ok=True)
             where = Path(stack.enter_context(
                 tempfile.TemporaryDirectory(prefix="mnt-", dir=layout.run_dir)))
-        proc.run(["mount", "-t", "btrfs", "-o", ",".join(options), devices[0], where])
+        proc.run(["mount", "-t", "btrfs", "-o", ",".join(options), devices[0], where],
+                 timeout=MOUNT_TIMEOUT_S)
         try:
             yield where
         finally:
-            proc.run(["umount", where], ok_codes=proc.ANY_EXIT)
+            proc.run(["umount", where], ok_codes=proc.ANY_EXIT, timeout=MOUNT_TIMEOUT_S)
 
 
 def _existing_volume(device: Path) -> Volume | None:
@@ -154,12 +161,12 @@ def known_hosts(the_cluster: cluster.Cluster, cluster_dir: Path) -> str:
 def provision(p: Plan, layout: Layout = Layout()) -> Volume:
     if p.wipe:
         for device in p.devices:
-            proc.run(["wipefs", "-a", "-q", device])
+            proc.run(["wipefs", "-a", "-q", device], timeout=60)
     profile = ["-d", "raid1", "-m", "raid1"] if len(p.devices) > 1 else ["-d", "single", "-m", "dup"]
-    proc.run(["mkfs.btrfs", "-q", "-f", "-L", volume.LABEL, *profile, *p.devices])
+    proc.run(["mkfs.btrfs", "-q", "-f", "-L", volume.LABEL, *profile, *p.devices], timeout=600)
     with mounted(list(p.devices), readonly=False, layout=layout) as root:
         vol = _write_meta(root, p)
-        proc.run(["sync", "-f", root])
+        proc.run(["sync", "-f", root], timeout=600)
     return vol
 
 

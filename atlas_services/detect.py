@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from atlas_services import blockdev, dataset, proc, volume
-from atlas_services.errors import Refused
+from atlas_services.errors import AtlasError, Refused
 from atlas_services.paths import Layout
 from atlas_services.roles import Role
 from atlas_services.settings import Settings
@@ -146,7 +146,8 @@ def decide(facts: Facts, settings: Settings) -> Decision:
 
 def _expected_devices(device: str) -> int:
     """The member count the btrfs superblock records."""
-    out = proc.run(["btrfs", "inspect-internal", "dump-super", device]).stdout
+    out = proc.run(["btrfs", "inspect-internal", "dump-super", device],
+                   timeout=dataset.SCAN_TIMEOUT_S).stdout
     for line in out.splitlines():
         if line.startswith("num_devices"):
             return int(line.split()[1])
@@ -173,7 +174,7 @@ def read_dataset(fsid: str, members: list[str], layout: Layout = Layout()) -> Da
             return replace(facts, volume=volume.read(root))
     except VolumeError as err:
         return replace(facts, problem=err.problem, problem_text=str(err))
-    except Refused as err:
+    except AtlasError as err:  # refused, or the mount itself failed
         return replace(facts, problem=VolumeProblem.UNREADABLE, problem_text=str(err))
 
 
@@ -186,9 +187,9 @@ def probe_facts(known_cluster: str | None, devices: Sequence[Path] | None = None
 
 def address_answered(interface: str, address: str, seconds: int = 1) -> bool:
     """IPv4 duplicate-address detection (RFC 5227 probe) on the business interface."""
-    proc.run(["ip", "link", "set", "dev", interface, "up"], ok_codes=proc.ANY_EXIT)
+    proc.run(["ip", "link", "set", "dev", interface, "up"], ok_codes=proc.ANY_EXIT, timeout=10)
     result = proc.run(["arping", "-D", "-q", "-I", interface, "-c", str(seconds), "-w",
-                       str(seconds + 1), address], ok_codes=proc.ANY_EXIT)
+                       str(seconds + 1), address], ok_codes=proc.ANY_EXIT, timeout=seconds + 10)
     # arping -D: exit 0 when nobody answered, 1 when a reply came (address in use).
     if result.returncode == 0:
         return False

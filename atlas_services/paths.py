@@ -117,6 +117,17 @@ class Layout:
         return self.state_dir / "config"
 
     @property
+    def apply_journal(self) -> Path:
+        """`atlas config apply`'s pending work: present only while an apply runs, or after
+        one died (the next apply, or the boot's, finishes or undoes it)."""
+        return self.state_dir / "apply-journal.json"
+
+    @property
+    def apply_lock(self) -> Path:
+        """Held by the one apply that runs (the CLI's, a sync's, the role's at boot)."""
+        return self.state_dir / "apply.lock"
+
+    @property
     def module_store(self) -> Path:
         return self.state_dir / "modules"
 

@@ -20,6 +20,12 @@ logger = logging.getLogger(__name__)
 
 Argv = Sequence[str | os.PathLike[str]]
 
+# Every program ATLAS waits for is killed after this long unless the caller gives its own
+# limit: a hung mount, checker or systemctl ends in CommandFailed ("did not finish within
+# N s"), which the caller records, instead of in a unit's timeout with nothing said. Only
+# an explicit `timeout=None` (the image build's mkosi) waits without limit.
+DEFAULT_TIMEOUT_S = 120.0
+
 # Passed through from the caller's environment; everything else is dropped so a
 # child behaves the same from a shell, a unit or a test.
 _KEPT_VARIABLES = ("PATH", "HOME", "TERM", "TMPDIR", "SOURCE_DATE_EPOCH", "SSH_AUTH_SOCK")
@@ -136,7 +142,7 @@ def run(
     ok_codes: Container[int] = (0,),
     env: Mapping[str, str] | None = None,
     cwd: Path | None = None,
-    timeout: float | None = None,
+    timeout: float | None = DEFAULT_TIMEOUT_S,
     hint: str | None = None,
 ) -> subprocess.CompletedProcess[str]:
     """Run a program to completion, capturing its output as text.
@@ -155,7 +161,7 @@ def run_bytes(
     *,
     input: bytes | None = None,
     env: Mapping[str, str] | None = None,
-    timeout: float | None = None,
+    timeout: float | None = DEFAULT_TIMEOUT_S,
     hint: str | None = None,
 ) -> bytes:
     """Run a program whose stdout is binary (a stream, an archive) and return it."""
@@ -191,6 +197,20 @@ def stream(
     returncode = child.wait()
     if returncode != 0:
         raise _failure(argv, returncode, "\n".join(tail), hint)
+
+
+def replace_with(argv: Argv, *, env: Mapping[str, str] | None = None,
+                 hint: str | None = None) -> None:
+    """Replace this process with a program that takes over its stdin, stdout and stderr (the
+    peer door handing its SSH channel to a sandboxed copy of itself). Returns only if the
+    program could not be started, by raising CommandFailed."""
+    logger.debug("exec %s", shlex.join(str(a) for a in argv))
+    try:
+        os.execve(str(argv[0]), [str(a) for a in argv], clean_env(env))
+    except FileNotFoundError:
+        raise _not_found(argv, hint) from None
+    except OSError as err:
+        raise CommandFailed(argv, f"could not be started: {err.strerror}", hint=hint) from None
 
 
 _PR_SET_PDEATHSIG = 1
@@ -247,7 +267,7 @@ def run_to_fd(
     *,
     stdout: int,
     env: Mapping[str, str] | None = None,
-    timeout: float | None = None,
+    timeout: float | None = DEFAULT_TIMEOUT_S,
     hint: str | None = None,
 ) -> None:
     """Run a program whose output goes straight to an open file descriptor (a btrfs stream

@@ -30,10 +30,11 @@ from atlas_services import (
     proc,
     servicedata,
     settings,
+    untrusted,
     volume,
 )
 from atlas_services.detect import Decision
-from atlas_services.errors import AtlasError
+from atlas_services.errors import AtlasError, Refused
 from atlas_services.paths import Layout
 from atlas_services.roles import Role
 
@@ -79,8 +80,8 @@ class DBusSystem:
         # reload before then would D-Bus-activate it, and it waits for us: only a running
         # networkd is told (when the role is re-applied by hand).
         if proc.run(["systemctl", "is-active", "--quiet", "systemd-networkd.service"],
-                    ok_codes=proc.ANY_EXIT).returncode == 0:
-            proc.run(["networkctl", "reload"], ok_codes=proc.ANY_EXIT)
+                    ok_codes=proc.ANY_EXIT, timeout=10).returncode == 0:
+            proc.run(["networkctl", "reload"], ok_codes=proc.ANY_EXIT, timeout=30)
 
     def reload_units(self) -> None:
         self.bus.get("org.freedesktop.systemd1").Reload()
@@ -152,7 +153,12 @@ def install_host_keys(data_root: Path, target: Path) -> None:
     target.mkdir(mode=0o700, parents=True, exist_ok=True)
     for key in sorted(dataset.secrets(data_root).glob("ssh_host_*_key*")):
         mode = 0o644 if key.name.endswith(".pub") else 0o600
-        fsutil.write_atomic(target / key.name, key.read_bytes(), mode)
+        try:
+            data = untrusted.read_bytes(key, below=data_root)
+        except (OSError, ValueError) as err:
+            raise Refused(f"host key {key} on the data set is unusable: {untrusted.describe(err)}",
+                          "re-provision the data set from the cluster directory") from None
+        fsutil.write_atomic(target / key.name, data, mode)
 
 
 def mount_data_root(decision: Decision, data_root: Path) -> None:
@@ -160,9 +166,11 @@ def mount_data_root(decision: Decision, data_root: Path) -> None:
     data_root.mkdir(parents=True, exist_ok=True)
     if os.path.ismount(data_root):
         return
-    options = "rw,noatime" + (",degraded" if decision.degraded else "")
-    proc.run(["btrfs", "device", "scan", *decision.dataset.devices])
-    proc.run(["mount", "-t", "btrfs", "-o", options, decision.dataset.devices[0], data_root])
+    # nodev,nosuid: a device node or a set-id program on a disk that travels means nothing.
+    options = "rw,noatime,nodev,nosuid" + (",degraded" if decision.degraded else "")
+    proc.run(["btrfs", "device", "scan", *decision.dataset.devices], timeout=dataset.SCAN_TIMEOUT_S)
+    proc.run(["mount", "-t", "btrfs", "-o", options, decision.dataset.devices[0], data_root],
+             timeout=dataset.MOUNT_TIMEOUT_S)
 
 
 def take_role(decision: Decision, system: System, layout: Layout, watch: Stopwatch) -> Decision:
@@ -268,7 +276,7 @@ def _failed(err: Exception, data_root: Path) -> Decision:
     """Taking the role broke on this server: serve nothing, unmount, and say why."""
     logger.exception("taking the role failed")
     if os.path.ismount(data_root):
-        proc.run(["umount", data_root], ok_codes=proc.ANY_EXIT)
+        proc.run(["umount", data_root], ok_codes=proc.ANY_EXIT, timeout=dataset.MOUNT_TIMEOUT_S)
     what = str(err) if isinstance(err, AtlasError) else f"{type(err).__name__}: {err}"
     return Decision(Role.REFUSED, detect.Reason.ERROR, f"the role could not be taken: {what}")
 

@@ -6,12 +6,30 @@ typo cannot silently fall back to a default.
 
 from __future__ import annotations
 
-import json
+import re
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
+from atlas_services import untrusted
 from atlas_services.errors import Refused
 from atlas_services.paths import Layout
+
+# The range each integer setting may take: below it a timer would spin or a check never
+# pass, above it the owner would learn of a failure days late (or a file grow unbounded).
+BOUNDS: dict[str, tuple[int, int]] = {
+    "verify_interval_s": (30, 86_400),
+    "verify_probe_timeout_s": (1, 300),
+    "verify_history_cycles": (1, 100_000),
+    "sync_interval_s": (30, 86_400),
+    "sync_stale_after_s": (60, 30 * 86_400),
+    "promote_green_cycles": (1, 1_000),
+    "free_space_min_percent": (0, 99),
+}
+# An address a mail goes to: written into a message header, so no space, no control
+# character, no quote or angle bracket can pass; one @, a host-name-like domain.
+EMAIL = re.compile(r"(?=.{3,254}$)[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]{1,64}"
+                   r"@[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+                   r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*")
 
 
 @dataclass(frozen=True)
@@ -45,8 +63,14 @@ class Settings:
             if type(value) is not expected:
                 raise Refused(f"{source}: {name} must be {expected.__name__}, "
                               f"not {type(value).__name__}")
-            if expected is int and value < 0:
-                raise Refused(f"{source}: {name} must not be negative")
+            if expected is int:
+                low, high = BOUNDS[name]
+                if not low <= value <= high:
+                    raise Refused(f"{source}: {name} must be between {low} and {high}, not {value}")
+        email = data.get("admin_email")
+        if email is not None and not EMAIL.fullmatch(email):
+            raise Refused(f"{source}: admin_email {email!r} is not a mail address "
+                          "(one address like owner@shop.example, no spaces or newlines)")
         return cls(**data)
 
     def to_json(self) -> dict[str, Any]:
@@ -57,11 +81,12 @@ def load(layout: Layout = Layout()) -> Settings:
     """The settings in force: the rendered file if there is one, else the defaults."""
     path = layout.settings_file
     try:
-        text = path.read_text()
+        data = untrusted.load_json(path)
     except FileNotFoundError:
         return Settings()
-    try:
-        data = json.loads(text)
+    except OSError as err:
+        raise Refused(f"{path} is unreadable: {untrusted.describe(err)}",
+                      "apply the configuration again with 'atlas config apply'") from None
     except ValueError as err:
         raise Refused(f"{path} is not valid JSON: {err}", "fix it with 'atlas config'") from None
     return Settings.from_json(data, str(path))

@@ -17,7 +17,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from atlas_services import fsutil, paths
+from atlas_services import fsutil, paths, untrusted
 from atlas_services.errors import Refused
 from atlas_services.roles import DATASET_ROLES, Role
 
@@ -102,12 +102,25 @@ class Identity:
                               f"{where}: address {address!r} is not IPv4/prefix") from None
         if "/" not in address:
             raise VolumeError(VolumeProblem.INVALID, f"{where}: address needs a prefix, e.g. /24")
+        network = iface.network
+        if network.prefixlen < 31 and iface.ip in (network.network_address,
+                                                    network.broadcast_address):
+            what = "network" if iface.ip == network.network_address else "broadcast"
+            raise VolumeError(VolumeProblem.INVALID, f"{where}: address {address} is the {what} "
+                              f"address of {network}, not a host's")
+        if iface.ip.is_loopback or iface.ip.is_multicast or iface.ip.is_unspecified:
+            raise VolumeError(VolumeProblem.INVALID,
+                              f"{where}: address {address} cannot be a server's address")
         gateway = _require(data, "gateway", str, where)
         if gateway:
             try:
-                if ipaddress.IPv4Address(gateway) not in iface.network:
+                gateway_ip = ipaddress.IPv4Address(gateway)
+                if gateway_ip not in iface.network:
                     raise VolumeError(VolumeProblem.INVALID,
                                       f"{where}: gateway {gateway} is outside {iface.network}")
+                if gateway_ip == iface.ip:
+                    raise VolumeError(VolumeProblem.INVALID,
+                                      f"{where}: gateway {gateway} is the server's own address")
             except ValueError:
                 raise VolumeError(VolumeProblem.INVALID,
                                   f"{where}: gateway {gateway!r} is not IPv4") from None
@@ -200,21 +213,24 @@ def volume_path(dataset_root: Path) -> Path:
 
 def parse(text: str, where: str = "volume.json") -> Volume:
     try:
-        data = json.loads(text)
+        data = untrusted.parse_json(text)
     except ValueError as err:
         raise VolumeError(VolumeProblem.UNREADABLE, f"{where} is not JSON: {err}") from None
     return Volume.from_json(data, where)
 
 
 def read(dataset_root: Path) -> Volume:
-    """Read and validate a mounted data set's volume.json."""
+    """Read and validate a mounted data set's volume.json: a regular file of at most 64 KiB
+    reached through no symlink (a data set is untrusted: a FIFO or /dev/zero there must not
+    hang or exhaust the box)."""
     path = volume_path(dataset_root)
     try:
-        text = path.read_text()
+        text = untrusted.read_text(path, below=dataset_root)
     except FileNotFoundError:
         raise VolumeError(VolumeProblem.MISSING, f"{path} does not exist") from None
-    except (OSError, UnicodeDecodeError) as err:
-        raise VolumeError(VolumeProblem.UNREADABLE, f"{path} cannot be read: {err}") from None
+    except (OSError, ValueError) as err:
+        raise VolumeError(VolumeProblem.UNREADABLE,
+                          f"{path} cannot be read: {untrusted.describe(err)}") from None
     return parse(text, str(path))
 
 

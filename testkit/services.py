@@ -83,7 +83,13 @@ def ids(user: str) -> tuple[int, int]:
     return entry.pw_uid, entry.pw_gid
 
 
-make_dir = servicedata.make_dir
+def make_dir(path: Path, mode: int = 0o755, owner: str | None = None,
+             group: str | None = None) -> Path:
+    """A directory of the test's own runtime tree (trusted), with owner and mode."""
+    path.mkdir(parents=True, exist_ok=True)
+    return servicedata.make_dir(path.parent, path.name, mode, owner, group)
+
+
 PG_BIN = servicedata.PG_BIN
 
 

@@ -13,14 +13,17 @@ from atlas_services.paths import Layout
 from testkit.repo import REPO, TEST_PUB
 
 
-def fingerprint(root: Path) -> str:
-    """Names, kinds, modes, link targets and contents of everything below root."""
+def fingerprint(root: Path, skip: tuple[str, ...] = ()) -> str:
+    """Names, kinds, modes, link targets and contents of everything below root (but the
+    names ending in one of `skip`)."""
     digest = hashlib.sha256()
     if not root.exists():
         return "absent"
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames.sort()
         for name in sorted([*dirnames, *filenames]):
+            if skip and name.endswith(skip):
+                continue
             path = Path(dirpath) / name
             st = path.lstat()
             digest.update(f"{path.relative_to(root)}\0{st.st_mode:o}\0".encode())

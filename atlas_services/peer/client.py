@@ -10,7 +10,6 @@ system's known_hosts and ssh_config are not read), looked up under the primary's
 
 from __future__ import annotations
 
-import json
 import shutil
 import subprocess
 import tempfile
@@ -20,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from atlas_services import cluster, dataset, proc
+from atlas_services import cluster, dataset, proc, untrusted
 from atlas_services.errors import EXIT_REFUSED, Refused
 from atlas_services.paths import Layout
 from atlas_services.peer.failures import Kind, SyncError
@@ -75,9 +74,16 @@ def target_from_dataset(layout: Layout = Layout(), *, address: str | None = None
     secrets = dataset.secrets(data_root)
     key, known_hosts = secrets / dataset.SYNC_KEY_NAME, secrets / dataset.KNOWN_HOSTS
     for needed in (key, known_hosts):
-        if not needed.is_file():
+        # ssh reads these: a FIFO or a link to a device there would hang or mislead it.
+        try:
+            untrusted.require_regular(needed, below=data_root)
+        except FileNotFoundError:
             raise SyncError(Kind.SETUP, f"the data set lacks {needed}",
-                            "re-provision the data set from the cluster directory")
+                            "re-provision the data set from the cluster directory") from None
+        except OSError as err:
+            raise SyncError(Kind.SETUP, f"{needed} on the data set is unusable: "
+                            f"{untrusted.describe(err)}",
+                            "re-provision the data set from the cluster directory") from None
     return Target(address=address or peer.ip, port=port, host_key_alias=peer.hostname,
                   identity_file=key, known_hosts=known_hosts, role=role)
 
@@ -211,7 +217,7 @@ class Client:
         if result.returncode != 0:
             raise classify(self.target, result.returncode, result.stderr, request)
         try:
-            return json.loads(result.stdout)
+            return untrusted.parse_json(result.stdout)
         except ValueError:
             raise SyncError(Kind.BAD_REPLY, f"the {self.target.role}'s reply to '{' '.join(request)}' is "
                             f"not JSON ({result.stdout[:80]!r})") from None

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from atlas_services import cluster, dataset, fsutil
+from atlas_services import cluster, dataset, fsutil, untrusted
 from atlas_services.errors import Refused
 from atlas_services.paths import Layout
 from atlas_services.roles import Role
@@ -54,10 +54,13 @@ def install_sync_access(layout: Layout = Layout(), *, target_dir: Path | None = 
     secrets = dataset.secrets(data_root)
     public = secrets / f"{dataset.SYNC_KEY_NAME}.pub"
     try:
-        public_key = public.read_text()
+        public_key = untrusted.read_text(public, below=data_root)
     except FileNotFoundError:
         raise Refused(f"the data set lacks the sync key {public}",
                       "re-provision it from the cluster directory") from None
+    except (OSError, ValueError) as err:
+        raise Refused(f"the sync key {public} is unusable: {untrusted.describe(err)}",
+                      "re-provision the data set from the cluster directory") from None
     if sources is None:
         sources = [cluster.on_dataset(data_root).identities[Role.SECONDARY].ip]
     target_dir = target_dir or layout.authorized_keys_dir

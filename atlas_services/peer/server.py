@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from atlas_services import __version__, cluster, log, messages, osinfo, proc
+from atlas_services import __version__, cluster, log, messages, osinfo, proc, untrusted
 from atlas_services.errors import EXIT_FAILED, EXIT_OK, EXIT_REFUSED, AtlasError, Refused
 from atlas_services.paths import Layout
 from atlas_services.peer.protocol import (
@@ -42,6 +42,8 @@ from atlas_services.store.modules import ModuleStore
 logger = logging.getLogger(__name__)
 
 MAX_RESULTS_BYTES = 4 * 2**20
+# A stream the secondary stops reading is ended; a sync is itself ended after 30 min.
+SEND_TIMEOUT_S = 30 * 60
 
 JsonAnswer = Callable[[Layout], Any]
 
@@ -71,13 +73,13 @@ def hello(layout: Layout, answers: Answers) -> dict[str, Any]:
 def results(layout: Layout) -> dict[str, Any]:
     """The Verifier's latest cycle, as this server wrote it."""
     try:
-        raw = layout.verify_latest.read_bytes()[: MAX_RESULTS_BYTES + 1]
+        raw = untrusted.read_bytes(layout.verify_latest, MAX_RESULTS_BYTES)
     except FileNotFoundError:
         return {"available": False, "results": None}
-    if len(raw) > MAX_RESULTS_BYTES:
-        raise AtlasError(f"{layout.verify_latest} is larger than {MAX_RESULTS_BYTES} bytes")
+    except OSError as err:
+        raise AtlasError(f"{layout.verify_latest} is unreadable: {untrusted.describe(err)}") from None
     try:
-        data = json.loads(raw)
+        data = untrusted.parse_json(raw)
     except ValueError:
         raise AtlasError(f"{layout.verify_latest} is not JSON (being rewritten?)") from None
     return {"available": True, "results": data}
@@ -87,7 +89,8 @@ def _send(subvolume: Path, parent: Path | None, out: int) -> None:
     argv: list[str | os.PathLike[str]] = ["btrfs", "send", "-q"]
     if parent is not None:
         argv += ["-p", parent]
-    proc.run_to_fd([*argv, subvolume], stdout=out, hint="btrfs-progs must be installed")
+    proc.run_to_fd([*argv, subvolume], stdout=out, timeout=SEND_TIMEOUT_S,
+                   hint="btrfs-progs must be installed")
 
 
 def send_config(layout: Layout, args: tuple[str, ...], out: int) -> None:

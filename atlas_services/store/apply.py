@@ -1,12 +1,15 @@
 """`atlas config apply`: render a generation for this server's role, validate it with each
 service's own checker in a staging tree, replace the files in /etc, reload what changed.
 
-    render (StrictUndefined) → staging tree → nginx -t / postfix check / doveconf -n /
-    testparm -s / postgres -C → write every new file to a temp name → rename them all
-    into place → record what was applied → reload or restart only the services whose
-    files changed (systemd over D-Bus)
+    render (StrictUndefined) → staging tree → nginx -t / postconf -n -M / doveconf -n /
+    testparm -s / postgres -C → journal → write every new file to a temp name → rename
+    them all into place → record what was applied → reload or restart only the services
+    whose files changed (systemd over D-Bus) → wait until they serve the new files
 
 A generation that fails rendering or validation changes nothing under the target root.
+One apply runs at a time (a lock: the CLI's, a sync's and the boot's), and one that dies
+midway is finished or undone by the next (store/install.py), so the installed files are
+always one generation's.
 
 Templates name the files they include through `{{ config_root }}` (see render.py): the
 staging tree is rendered with config_root = the staging directory, the installed tree
@@ -22,17 +25,19 @@ import os
 import re
 import shutil
 import tempfile
+import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
-from atlas_services import daemons, fsutil, osinfo, proc
+from atlas_services import daemons, fsutil, osinfo, proc, untrusted
 from atlas_services.errors import AtlasError, Refused
 from atlas_services.paths import Layout
 from atlas_services.render import TEMPLATE_SUFFIX, render_tree, standard_context
 from atlas_services.roles import NoRole, Role, read_role
 from atlas_services.settings import Settings
+from atlas_services.store import install, settle
 from atlas_services.store.config import SETTINGS_NAME, TEMPLATES_NAME, ConfigStore, check_settings
 
 logger = logging.getLogger(__name__)
@@ -41,6 +46,11 @@ logger = logging.getLogger(__name__)
 APPLIED_FILE = PurePosixPath(Layout().config_dir.relative_to("/").as_posix()) / "applied.json"
 SETTINGS_TARGET = PurePosixPath(Layout().settings_file.relative_to("/").as_posix())
 Files = dict[PurePosixPath, bytes]
+# A checker that hangs (a service's tool waiting on something) fails the apply, says so.
+CHECK_TIMEOUT_S = 60
+# How long a reload may take to be done (systemd's job) and seen (nginx's new workers).
+RELOAD_TIMEOUT_S = 60
+SETTLE_TIMEOUT_S = 30
 
 
 class ValidationFailed(AtlasError):
@@ -84,7 +94,7 @@ def _file_named(output: str, staging: Path, fallback: PurePosixPath) -> str:
 
 def _run_checker(service: str, argv: Sequence[str | os.PathLike[str]], staging: Path,
                  main: PurePosixPath, *, bad_output: re.Pattern[str] | None = None) -> None:
-    result = proc.run(argv, ok_codes=proc.ANY_EXIT)
+    result = proc.run(argv, ok_codes=proc.ANY_EXIT, timeout=CHECK_TIMEOUT_S)
     output = result.stderr + result.stdout
     bad = bad_output.search(output) if bad_output is not None else None
     if result.returncode == 0 and bad is None:
@@ -101,12 +111,13 @@ def check_nginx(staging: Path, files: list[PurePosixPath]) -> None:
 
 def check_postfix(staging: Path, files: list[PurePosixPath]) -> None:
     conf = staging / "etc/postfix"
-    # postconf names the file and line of a syntax error on stderr; `postfix check` (which
-    # also checks the installation) tells only syslog when stderr is not a terminal.
-    _run_checker("postfix", ["postconf", "-c", conf, "-n"], staging, PurePosixPath("etc/postfix/main.cf"))
+    # postconf names the file and line of a syntax error on stderr, and warns of a parameter
+    # it does not know (for us, a typo). Not `postfix check`: it creates the queue
+    # directories main.cf names, outside the staging tree, even for `apply --check`.
+    _run_checker("postfix", ["postconf", "-c", conf, "-n"], staging, PurePosixPath("etc/postfix/main.cf"),
+                 bad_output=re.compile(r"warning: \S*main\.cf[^\n]*unused parameter: [^\n]*"))
     _run_checker("postfix", ["postconf", "-c", conf, "-M"], staging,
                  PurePosixPath("etc/postfix/master.cf"))
-    _run_checker("postfix", ["postfix", "-c", conf, "check"], staging, PurePosixPath("etc/postfix/main.cf"))
 
 
 def check_dovecot(staging: Path, files: list[PurePosixPath]) -> None:
@@ -179,26 +190,59 @@ def services_touched(changed: Iterable[PurePosixPath], services: Sequence[Servic
 
 
 class ServiceManager(Protocol):
+    """Reloads or restarts a unit and returns when that is done (a running unit only)."""
+
     def reload(self, unit: str) -> None: ...
     def restart(self, unit: str) -> None: ...
 
 
+@runtime_checkable
+class ProcessAware(Protocol):
+    """A manager that knows a unit's main process (to see a reload take effect)."""
+
+    def main_pid(self, unit: str) -> int | None: ...
+
+
 class SystemdManager:
     """systemd's manager over D-Bus: acts only on units that are running (a stopped
-    service picks up the new files when it starts)."""
+    service picks up the new files when it starts), and waits for each job to end."""
+
+    def __init__(self) -> None:
+        self._bus: Any = None
 
     def _manager(self) -> Any:
-        try:
-            import pydbus
-        except ImportError:
-            raise AtlasError("python3-pydbus is not installed") from None
-        return pydbus.SystemBus().get("org.freedesktop.systemd1")
+        if self._bus is None:
+            try:
+                import pydbus
+            except ImportError:
+                raise AtlasError("python3-pydbus is not installed") from None
+            self._bus = pydbus.SystemBus()
+        return self._bus.get("org.freedesktop.systemd1")
+
+    def _wait(self, job: str, unit: str, what: str) -> None:
+        manager = self._manager()
+        deadline = time.monotonic() + RELOAD_TIMEOUT_S
+        while any(row[4] == job for row in manager.ListJobs()):
+            if time.monotonic() >= deadline:
+                raise AtlasError(f"{unit}: the {what} did not finish within {RELOAD_TIMEOUT_S} s")
+            time.sleep(0.1)
+        state = self._unit(unit).ActiveState
+        if state not in ("active", "inactive"):  # inactive: not running, nothing to reload
+            raise AtlasError(f"{unit} is {state} after its {what}")
+
+    def _unit(self, unit: str) -> Any:
+        return self._bus.get("org.freedesktop.systemd1", self._manager().LoadUnit(unit))
 
     def reload(self, unit: str) -> None:
-        self._manager().ReloadOrTryRestartUnit(unit, "replace")
+        self._wait(self._manager().ReloadOrTryRestartUnit(unit, "replace"), unit, "reload")
 
     def restart(self, unit: str) -> None:
-        self._manager().TryRestartUnit(unit, "replace")
+        self._wait(self._manager().TryRestartUnit(unit, "replace"), unit, "restart")
+
+    def main_pid(self, unit: str) -> int | None:
+        self._manager()
+        pid = int(self._unit(unit).MainPID)
+        return pid or None
 
 
 def default_manager() -> ServiceManager | None:
@@ -254,10 +298,14 @@ class ApplyResult:
     services: list[str] = field(default_factory=list)  # units reloaded or restarted
     checked: list[str] = field(default_factory=list)  # services whose checker passed
     applied: bool = True  # False for a check-only run
+    # Units whose reload did not end with them serving the new files, each with why.
+    unconfirmed: list[str] = field(default_factory=list)
+    recovered: str = ""  # what the apply found left by one that died, and did about it
 
     def to_json(self) -> dict[str, Any]:
         return {"generation": self.generation, "changed": self.changed, "removed": self.removed,
-                "services": self.services, "checked": self.checked, "applied": self.applied}
+                "services": self.services, "checked": self.checked, "applied": self.applied,
+                "unconfirmed": self.unconfirmed, "recovered": self.recovered}
 
 
 def _refuse_ambiguous(templates: Path) -> None:
@@ -327,12 +375,19 @@ def validate(generation: Path, context: Mapping[str, Any], target_root: Path,
 
 
 def _read_applied(target_root: Path) -> dict[str, str]:
+    """What the last apply installed; a path in it that apply could never have written
+    (absolute, '..', outside etc/) is ignored, never removed."""
     try:
-        data = json.loads((target_root / APPLIED_FILE).read_text())
-        files = data.get("files", {}) if isinstance(data, dict) else {}
-        return {str(k): str(v) for k, v in files.items()} if isinstance(files, dict) else {}
+        data = untrusted.load_json(target_root / APPLIED_FILE, 16 * 2**20)
     except (OSError, ValueError):
         return {}
+    files = data.get("files", {}) if isinstance(data, dict) else {}
+    if not isinstance(files, dict):
+        return {}
+    kept = {str(k): str(v) for k, v in files.items() if install.safe_target(str(k)) is not None}
+    for path in sorted(set(map(str, files)) - set(kept)):
+        logger.warning("applied.json names %r, which apply never writes: ignored", path)
+    return kept
 
 
 def _differs(path: Path, data: bytes, mode: int) -> bool:
@@ -345,36 +400,14 @@ def _differs(path: Path, data: bytes, mode: int) -> bool:
         return True
 
 
-def _install(target_root: Path, files: Files, modes: dict[PurePosixPath, int],
-             changed: list[PurePosixPath], removed: list[PurePosixPath]) -> None:
-    """Write every changed file to a temp name first (a full disk fails here, before any file
-    is replaced), then rename them all into place."""
-    prepared: list[tuple[Path, Path]] = []
-    try:
-        for rel in changed:
-            path = target_root / rel
-            path.parent.mkdir(parents=True, exist_ok=True, mode=0o755)
-            prepared.append((fsutil.write_temp(path, files[rel], modes[rel]), path))
-    except BaseException:
-        for tmp, _ in prepared:
-            tmp.unlink(missing_ok=True)
-        raise
-    for tmp, path in prepared:
-        tmp.replace(path)
-    for rel in removed:
-        (target_root / rel).unlink(missing_ok=True)
-    for directory in sorted({p.parent for _, p in prepared} | {(target_root / r).parent for r in removed}):
-        if directory.is_dir():
-            fsutil.fsync_dir(directory)
-
-
 def apply(store: ConfigStore, gen: int | None = None, *, layout: Layout = Layout(),
           context: Mapping[str, Any] | None = None, services: Sequence[Service] = SERVICES,
           manager: ServiceManager | None = None, check_only: bool = False) -> ApplyResult:
     """Apply generation `gen` (default: the newest) under the layout's root ("/" on the box).
 
     `context` is the template context (default: from role.json); `manager` reloads units
-    (default: systemd over D-Bus when systemd runs, else none).
+    (default: systemd over D-Bus when systemd runs, else none). Returns when every reloaded
+    service serves the new files, or names those that did not (`unconfirmed`).
     """
     store.require()
     number = gen if gen is not None else store.newest()
@@ -387,6 +420,37 @@ def apply(store: ConfigStore, gen: int | None = None, *, layout: Layout = Layout
         settings = (Settings.from_json(json.loads(settings_file.read_text()), SETTINGS_NAME)
                     if settings_file.is_file() else Settings())
         context = role_context(settings, layout)
+    if check_only:
+        return _plan(number, generation, context, layout, services, check_only=True)[0]
+    manager = manager if manager is not None else default_manager()
+    layout.state_dir.mkdir(parents=True, exist_ok=True)
+    # One apply at a time: the CLI's, a sync's and the boot's would otherwise interleave
+    # their renames and leave two generations mixed.
+    with fsutil.locked(layout.apply_lock):
+        recovered, pending = _recover(layout, services, manager)
+        result, files, modes = _plan(number, generation, context, layout, services)
+        touched = services_touched([PurePosixPath(p) for p in result.changed + result.removed],
+                                   services)
+        if result.changed or result.removed:
+            record = {"generation": number, "files": {
+                p.as_posix(): hashlib.sha256(files[p]).hexdigest() for p in sorted(files)}}
+            install.install(layout.root, layout.apply_journal, APPLIED_FILE, number, files, modes,
+                            [PurePosixPath(p) for p in result.changed],
+                            [PurePosixPath(p) for p in result.removed], record,
+                            [s.unit for s in touched])
+        to_reload = [s for s in services if s in touched or s.unit in pending]
+        unconfirmed = _reload(to_reload, manager)
+        install.finish(layout.apply_journal)
+    return ApplyResult(generation=result.generation, changed=result.changed, removed=result.removed,
+                       services=[s.unit for s in to_reload], checked=result.checked,
+                       unconfirmed=unconfirmed, recovered=recovered)
+
+
+def _plan(number: int, generation: Path, context: Mapping[str, Any], layout: Layout,
+          services: Sequence[Service], *, check_only: bool = False
+          ) -> tuple[ApplyResult, Files, dict[PurePosixPath, int]]:
+    """Render and compare with what is installed; check what would change (all of it with
+    `check_only`). Changes nothing."""
     target_root = layout.root
     on_box = target_root.resolve() == Path("/")
     files = _render(generation, context, "" if on_box else str(target_root))
@@ -403,25 +467,52 @@ def apply(store: ConfigStore, gen: int | None = None, *, layout: Layout = Layout
     result = ApplyResult(generation=number, changed=[p.as_posix() for p in changed],
                          removed=[p.as_posix() for p in removed],
                          services=[s.unit for s in touched], checked=checked, applied=not check_only)
-    if check_only:
-        return result
-    _install(target_root, files, modes, changed, removed)
-    record = {"generation": number, "files": {p.as_posix(): hashlib.sha256(files[p]).hexdigest()
-                                              for p in sorted(files)}}
-    applied = target_root / APPLIED_FILE
-    applied.parent.mkdir(parents=True, exist_ok=True)
-    fsutil.write_atomic(applied, json.dumps(record, indent=2) + "\n")
-    _reload(touched, manager if manager is not None else default_manager())
-    return result
+    return result, files, modes
 
 
-def _reload(services: Sequence[Service], manager: ServiceManager | None) -> None:
+def _recover(layout: Layout, services: Sequence[Service],
+             manager: ServiceManager | None) -> tuple[str, set[str]]:
+    """Finish or undo what an apply that died left behind; returns what was done and the
+    units it had not reloaded yet."""
+    before = install.load(layout.apply_journal)
+    journal = install.recover(layout.root, layout.apply_journal, APPLIED_FILE)
+    if before is None:
+        return "", set()
+    if journal is None:
+        return (f"an apply of generation {before.generation} had died before replacing any "
+                "file: undone"), set()
+    note = (f"an apply of generation {before.generation} had died "
+            + ("while replacing files: finished" if before.state == install.INSTALLING
+               else "before reloading its services"))
+    pending = set(journal.units)
+    if pending:
+        note += f"; reloading {', '.join(sorted(pending))}"
+    return note, pending
+
+
+def _reload(services: Sequence[Service], manager: ServiceManager | None) -> list[str]:
+    """Reload (or restart) each service and wait until it serves the new files; returns
+    the units for which that was not seen, each with why."""
+    unconfirmed: list[str] = []
     for service in services:
         if manager is None:
             logger.info("systemd is not running here: not reloading %s", service.unit)
             continue
-        if service.action == "restart":
-            manager.restart(service.unit)
-        else:
-            manager.reload(service.unit)
+        try:
+            master = (manager.main_pid(service.unit)
+                      if isinstance(manager, ProcessAware) and service.name == "nginx"
+                      and service.action == "reload" else None)
+            before = settle.nginx_workers(master) if master else set()
+            if service.action == "restart":
+                manager.restart(service.unit)
+            else:
+                manager.reload(service.unit)
+            if master and not settle.wait_nginx(master, before, SETTLE_TIMEOUT_S):
+                unconfirmed.append(f"{service.unit}: its old workers still serve {SETTLE_TIMEOUT_S} s "
+                                   f"after the reload (see journalctl -u {service.unit})")
+                continue
+        except Exception as err:  # D-Bus errors are GLib's; each becomes the unit's reason
+            unconfirmed.append(f"{service.unit}: {err}")
+            continue
         logger.info("%s: %s", service.unit, "restarted" if service.action == "restart" else "reloaded")
+    return unconfirmed

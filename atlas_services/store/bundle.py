@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from atlas_services import fsutil
+from atlas_services import fsutil, untrusted
 from atlas_services.errors import AtlasError, Refused
 
 MANIFEST_NAME = "manifest.json"
@@ -49,6 +49,15 @@ VERSION_PATTERN = re.compile(r"[0-9][0-9A-Za-z.+~-]{0,63}")
 FORMAT_KIND_PATTERN = re.compile(r"[a-z][a-z0-9_]{0,31}")
 SKIPPED = {"__pycache__", ".mypy_cache", ".pytest_cache", ".ruff_cache"}
 MAX_LINK_DEPTH = 40
+# What a bundle may be: read whole (the signature covers the whole file, and verifying it
+# takes two more copies) only below this size, checked before a byte is read; expanded,
+# never more than MAX_EXPANDED in MAX_MEMBERS members. atlas_services itself is well under
+# 1 MiB in a few hundred members.
+MAX_BUNDLE = 64 * 2**20
+MAX_EXPANDED = 256 * 2**20
+MAX_MEMBERS = 20_000
+MAX_MANIFEST = 8 * 2**20
+MAX_SIGNATURE = 4096
 
 
 def _nacl() -> Any:
@@ -367,7 +376,10 @@ def check_members(infos: Iterable[tarfile.TarInfo], what: str) -> list[tarfile.T
     """Refuse any member that could write outside the tree or is not a plain file,
     directory or in-tree link. Returns the members in order (a pure check)."""
     seen: dict[str, tarfile.TarInfo] = {}
-    for info in infos:
+    expanded = 0
+    for count, info in enumerate(infos, start=1):
+        if count > MAX_MEMBERS:
+            raise Refused(f"{what}: more than {MAX_MEMBERS} members")
         name = info.name
         if name.startswith("/"):
             raise Refused(f"{what}: member {name!r} has an absolute path")
@@ -377,25 +389,38 @@ def check_members(infos: Iterable[tarfile.TarInfo], what: str) -> list[tarfile.T
             raise Refused(f"{what}: member {name!r} is outside {PAYLOAD}/")
         if not _safe_relative(name.rstrip("/")):
             raise Refused(f"{what}: member {name!r} is not a plain relative path")
+        if name.endswith("/") and not info.isdir():
+            raise Refused(f"{what}: member {name!r} ends in '/' but is not a directory")
         if info.ischr() or info.isblk():
             raise Refused(f"{what}: member {name!r} is a device file")
-        if not (info.isreg() or info.isdir() or info.issym() or info.islnk()):
+        # isreg() is also true of GNU sparse and contiguous members: only plain files pass
+        # (a sparse member of 3.5 KiB can expand to gigabytes).
+        plain = info.type in (tarfile.REGTYPE, tarfile.AREGTYPE) and info.sparse is None
+        if not (plain or info.isdir() or info.issym() or info.islnk()):
             raise Refused(f"{what}: member {name!r} is a {_kind(info)}, not a file, directory or link")
+        expanded += info.size if plain else 0
+        if expanded > MAX_EXPANDED:
+            raise Refused(f"{what}: its files expand to more than {MAX_EXPANDED // 2**20} MiB")
+        if (info.issym() or info.islnk()) and not info.linkname:
+            raise Refused(f"{what}: link {name!r} has an empty target")
         key = name.rstrip("/")
         if key in seen:
             raise Refused(f"{what}: member {name!r} appears twice")
+        seen[key] = info
+    # In any order: a member listed before the link or file that later takes its parent's
+    # name would otherwise be written through it.
+    for key in seen:
         for parent in PurePosixPath(key).parents:
             if str(parent) in seen and not seen[str(parent)].isdir():
-                raise Refused(f"{what}: member {name!r} lies under {str(parent)!r}, which is not a directory")
-        seen[key] = info
+                raise Refused(f"{what}: member {key!r} lies under {str(parent)!r}, which is not a directory")
     # Symlinks resolve within payload/: popping past it leaves the tree.
     symlinks = {n.removeprefix(PAYLOAD + "/"): i.linkname for n, i in seen.items() if i.issym()}
     for name, info in seen.items():
         if info.issym() and _escapes(name.removeprefix(PAYLOAD + "/"), info.linkname, symlinks):
             raise Refused(f"{what}: symlink {name!r} -> {info.linkname!r} leaves the tree")
         if info.islnk():
-            target = seen.get(info.linkname.rstrip("/"))
-            if (info.linkname.startswith("/") or ".." in info.linkname.split("/") or target is None
+            target = seen.get(info.linkname)
+            if (not _safe_relative(info.linkname) or target is None
                     or not target.isreg() or not info.linkname.startswith(PAYLOAD + "/")):
                 raise Refused(f"{what}: hard link {name!r} -> {info.linkname!r} leaves the tree")
     return list(seen.values())
@@ -404,6 +429,8 @@ def check_members(infos: Iterable[tarfile.TarInfo], what: str) -> list[tarfile.T
 def _kind(info: tarfile.TarInfo) -> str:
     if info.isfifo():
         return "FIFO"
+    if info.sparse is not None:
+        return "sparse file"
     return {tarfile.CONTTYPE: "contiguous file", tarfile.GNUTYPE_SPARSE: "sparse file"}.get(
         info.type, f"member of type {info.type!r}")
 
@@ -411,13 +438,15 @@ def _kind(info: tarfile.TarInfo) -> str:
 def read_bundle(bundle: Path, signature: Path | None, vendor_key: Path) -> VerifiedBundle:
     """Read, authenticate and check a bundle completely; refuse it on the first flaw."""
     what = bundle.name
+    # The size is checked before a byte is read, and nothing but the signature is looked at
+    # before the signature verifies: an unsigned file costs no more than MAX_BUNDLE.
     try:
-        data = bundle.read_bytes()
+        data = _read_capped(bundle, MAX_BUNDLE, "bundle")
     except FileNotFoundError:
         raise Refused(f"bundle {bundle} does not exist") from None
     signature = signature or bundle.with_name(bundle.name + SIGNATURE_SUFFIX)
     try:
-        signature_text = signature.read_text()
+        signature_text = _read_capped(signature, MAX_SIGNATURE, "signature").decode()
     except FileNotFoundError:
         raise Refused(f"{what}: no signature ({signature} is missing)",
                       "bundles come with a detached .sig file from the vendor") from None
@@ -426,21 +455,41 @@ def read_bundle(bundle: Path, signature: Path | None, vendor_key: Path) -> Verif
     verify(data, signature_text, load_verify_key(vendor_key), what)
     try:
         with tarfile.open(fileobj=io.BytesIO(data), mode="r:") as archive:
-            infos = check_members(archive.getmembers(), what)
+            infos = check_members(archive, what)
             contents = {i.name: archive.extractfile(i).read()  # type: ignore[union-attr]
                         for i in infos if i.isreg()}
     except tarfile.TarError as err:
         raise Refused(f"{what}: not a valid bundle archive: {err}") from None
+    del data
     if MANIFEST_NAME not in contents:
         raise Refused(f"{what}: no {MANIFEST_NAME} in the archive")
     try:
-        manifest_data = json.loads(contents[MANIFEST_NAME])
+        manifest_data = untrusted.parse_json(contents[MANIFEST_NAME])
     except ValueError as err:
         raise Refused(f"{what}: {MANIFEST_NAME} is not JSON: {err}") from None
     manifest = Manifest.from_json(manifest_data, f"{what}: {MANIFEST_NAME}")
     members = tuple(_member(i, contents) for i in infos if i.name.startswith(PAYLOAD + "/"))
     _match_manifest(manifest, members, what)
     return VerifiedBundle(manifest, members, contents[MANIFEST_NAME], signature_text)
+
+
+def _read_capped(path: Path, limit: int, what: str) -> bytes:
+    """A bundle or signature file: a regular file (a link to one is fine: the admin named
+    it) of at most `limit` bytes; a directory, FIFO or device is refused."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY)
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode):
+        os.close(fd)
+        kind = "a directory" if stat.S_ISDIR(st.st_mode) else "not a regular file"
+        raise Refused(f"{what} {path} is {kind}, not a file")
+    with os.fdopen(fd, "rb") as stream:
+        if st.st_size > limit:
+            raise Refused(f"{what} {path} is larger than {limit // 2**10} KiB", "is it a bundle?")
+        os.set_blocking(fd, True)
+        data = stream.read(limit + 1)
+    if len(data) > limit:
+        raise Refused(f"{what} {path} is larger than {limit // 2**10} KiB")
+    return data
 
 
 def _member(info: tarfile.TarInfo, contents: Mapping[str, bytes]) -> Member:
@@ -488,8 +537,12 @@ def extract(bundle: VerifiedBundle, dest: Path) -> None:
         if member.kind == "file":
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
             try:
-                os.write(fd, member.data)
+                view = memoryview(member.data)
+                while view:
+                    view = view[os.write(fd, view):]
                 os.fchmod(fd, member.mode)
+                # Durable before the version is made read-only and renamed into place.
+                os.fsync(fd)
             finally:
                 os.close(fd)
         elif member.kind == "hardlink":

@@ -175,7 +175,9 @@ def config_apply(args: argparse.Namespace) -> int:
                              check_only=args.check)
     if args.json:
         _print_json(result.to_json())
-        return 0
+        return 1 if result.unconfirmed else 0
+    if result.recovered:
+        print(f"  {result.recovered}")
     verb = "would change" if args.check else "changed"
     print(f"generation {result.generation}: checked {', '.join(result.checked) or 'no services'}")
     for path in result.changed:
@@ -186,6 +188,10 @@ def config_apply(args: argparse.Namespace) -> int:
         print("  nothing to change")
     if result.services:
         print(f"  {'would reload' if args.check else 'reloaded'}: {', '.join(result.services)}")
+    if result.unconfirmed:
+        raise AtlasError(f"the files are installed, but not every service took them: "
+                         f"{'; '.join(result.unconfirmed)}",
+                         "look at the service's journal, fix, and apply again")
     return 0
 
 

@@ -190,6 +190,9 @@ class ModuleStore:
             bundle.extract(verified, staging)
             crashpoint("install-extracted")
             bundle.verify_tree(staging, manifest)
+            # Every file on disk before the version becomes read-only and visible: a power
+            # cut after the rename must not leave a listed version with empty files.
+            subvol.sync(staging)
             subvol.set_read_only(staging)
             crashpoint("install-readonly")
             staging.rename(module_dir / manifest.version)

@@ -22,6 +22,8 @@ BTRFS_SUPER_MAGIC = 0x9123683E
 # name with this prefix (or a temp file of fsutil's) is never a finished version.
 STAGING_PREFIX = ".staging-"
 TEMP_MARK = ".tmp-"
+# Copying a version through a stream file (the data set's config copies): local, small.
+STREAM_TIMEOUT_S = 600
 
 
 def _btrfsutil() -> Any:
@@ -129,12 +131,13 @@ def send_to_file(subvolume: Path, stream: Path, parent: Path | None = None) -> N
     argv: list[str | os.PathLike[str]] = ["btrfs", "send", "-q", "-f", stream]
     if parent is not None:
         argv += ["-p", parent]
-    proc.run([*argv, subvolume], hint="btrfs-progs must be installed")
+    proc.run([*argv, subvolume], timeout=STREAM_TIMEOUT_S, hint="btrfs-progs must be installed")
 
 
 def receive_from_file(stream: Path, directory: Path) -> None:
     """`btrfs receive` a stream into directory (the subvolume keeps its sent name)."""
-    proc.run(["btrfs", "receive", "-q", "-f", stream, directory], hint="btrfs-progs must be installed")
+    proc.run(["btrfs", "receive", "-q", "-f", stream, directory], timeout=STREAM_TIMEOUT_S,
+             hint="btrfs-progs must be installed")
 
 
 _SUBVOLUME_ROOT_INO = 256  # every btrfs subvolume's root directory has this inode number

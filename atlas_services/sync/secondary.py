@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from atlas_services import proc
+from atlas_services.errors import AtlasError
 from atlas_services.paths import Layout
 from atlas_services.store import subvol, tree
 from atlas_services.store.config import META_FILE, ConfigStore
@@ -42,6 +43,9 @@ def default_apply_config(store: ConfigStore, generation: int) -> str:
         import pydbus
 
         pydbus.SystemBus().get("org.freedesktop.systemd1").Reload()
+    if result.unconfirmed:
+        raise AtlasError(f"applied generation {generation}, but not every service took it: "
+                         f"{'; '.join(result.unconfirmed)}")
     return (f"applied generation {generation}: {changed} file(s) changed"
             + (f", reloaded {', '.join(result.services)}" if result.services else "")
             + (", systemd reloaded its units" if units else ""))

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from atlas_services import clock, cluster, fsutil, log, messages
+from atlas_services import clock, cluster, fsutil, log, messages, untrusted
 from atlas_services.errors import AtlasError
 from atlas_services.paths import Layout
 from atlas_services.peer import protocol
@@ -337,11 +337,21 @@ class Session:
 
 def _check_module(path: Path, module: str, version: str, manifest_sha256: str) -> None:
     """A received module version is the one the primary listed, intact."""
-    raw = (path / bundle.MANIFEST_NAME).read_bytes()
+    try:
+        # What a peer's stream made: it could be a FIFO or a link as well as a file.
+        raw = untrusted.read_bytes(path / bundle.MANIFEST_NAME, bundle.MAX_MANIFEST, below=path)
+    except OSError as err:
+        raise SyncError(Kind.CORRUPT_STREAM, f"module {module} {version}: its manifest is "
+                        f"unreadable: {untrusted.describe(err)}") from None
     if hashlib.sha256(raw).hexdigest() != manifest_sha256:
         raise SyncError(Kind.CORRUPT_STREAM, f"module {module} {version}: its manifest is not the one "
                         "the primary listed")
-    the_manifest = bundle.Manifest.from_json(json.loads(raw), f"{module} {version}")
+    try:
+        manifest_data = untrusted.parse_json(raw)
+    except ValueError as err:
+        raise SyncError(Kind.CORRUPT_STREAM, f"module {module} {version}: its manifest is not "
+                        f"JSON: {err}") from None
+    the_manifest = bundle.Manifest.from_json(manifest_data, f"{module} {version}")
     if (the_manifest.name, the_manifest.version) != (module, version):
         raise SyncError(Kind.CORRUPT_STREAM, f"module {module} {version}: the manifest names "
                         f"{the_manifest.name} {the_manifest.version}")

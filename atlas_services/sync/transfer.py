@@ -31,6 +31,8 @@ logger = logging.getLogger(__name__)
 CHUNK = 1 << 20
 # After a receive that saw the stream end early, how long ssh may take to report why.
 SSH_EXIT_GRACE_S = 10
+# The stream has ended: btrfs receive only finishes writing it (a hung one is killed).
+RECEIVE_FINISH_TIMEOUT_S = 300
 
 
 @dataclass(frozen=True)
@@ -102,7 +104,7 @@ def receive(source: IO[bytes], directory: Path, name: str, what: str) -> int:
             crashpoint("sync-receive")
         with contextlib.suppress(BrokenPipeError):
             receiver.stdin.close()
-        code = receiver.finish()
+        code = receiver.finish(timeout=RECEIVE_FINISH_TIMEOUT_S)
         stderr = receiver.stderr()
     finally:
         receiver.close()

@@ -2,19 +2,22 @@
 
 The credentials live with the data set (`.atlas/secrets/verifier.json`, mode 0600), like
 the accounts they open (mail users file, PostgreSQL cluster, SMB passdb): whichever
-server the data set is in, its verifier can log in to its services.
+server the data set is in, its verifier can log in to its services. atlas-verify.service
+runs as the verifier's own user, which cannot read the secrets: systemd hands it this one
+file as a credential (LoadCredential=, $CREDENTIALS_DIRECTORY), and `load` prefers that.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 import secrets
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from atlas_services import fsutil, paths
+from atlas_services import fsutil, paths, untrusted
 from atlas_services.errors import AtlasError, Refused
 
 ACCOUNT_FORMAT = 1
@@ -87,9 +90,11 @@ class VerifierAccount:
 
 
 def load(data_root: Path) -> VerifierAccount:
-    path = account_file(data_root)
+    credentials = os.environ.get("CREDENTIALS_DIRECTORY")
+    handed = Path(credentials) / paths.VERIFIER_ACCOUNT if credentials else None
+    path = handed if handed is not None and handed.is_file() else account_file(data_root)
     try:
-        data = json.loads(path.read_text())
+        data = untrusted.load_json(path)
     except FileNotFoundError:
         raise AtlasError(f"the verifier account is missing ({path})", SETUP_HINT) from None
     except (OSError, ValueError) as err:
