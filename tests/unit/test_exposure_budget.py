@@ -42,3 +42,22 @@ def test_each_unit_scores_within_its_budget(name: str, tmp_path: Path) -> None:
     else:
         text = (UNITS / name).read_text()
     assert score_offline(text, name, tmp_path) <= exposure.BUDGET[name] + exposure.OFFLINE_SLACK
+
+
+# Each of these gives a unit a mount namespace of its own (systemd.exec(5)); a data set the
+# role service mounted inside one would be seen by no other service.
+MOUNT_NAMESPACE_OPTIONS = (
+    "PrivateTmp", "PrivateDevices", "PrivateMounts", "PrivateIPC", "ProtectSystem",
+    "ProtectHome", "ProtectKernelTunables", "ProtectKernelModules", "ProtectKernelLogs",
+    "ProtectControlGroups", "ProtectProc", "ProcSubset", "ReadOnlyPaths", "ReadWritePaths",
+    "InaccessiblePaths", "ExecPaths", "NoExecPaths", "TemporaryFileSystem", "BindPaths",
+    "BindReadOnlyPaths", "RootDirectory", "RootImage", "MountAPIVFS", "MountImages",
+    "ExtensionImages", "ExtensionDirectories", "LogNamespace", "ProtectHostname",
+)
+
+
+def test_the_role_service_mounts_the_data_set_for_the_whole_system() -> None:
+    settings = [line.split("=", 1)[0].strip() for line in
+                (UNITS / "atlas-role.service").read_text().splitlines()
+                if "=" in line and not line.lstrip().startswith("#")]
+    assert not set(settings) & set(MOUNT_NAMESPACE_OPTIONS)
