@@ -22,6 +22,10 @@ class _Failed(Exception):
     """A step failed; its message is the probe's."""
 
 
+# The share of the probe's time the SMTP submission may take (each socket step).
+SUBMIT_SHARE = 2 / 3
+
+
 @dataclass
 class MailProbe(Probe):
     """*A message sent to the verifier's address over SMTP arrives in its IMAP inbox.*"""
@@ -111,7 +115,9 @@ class MailProbe(Probe):
         tag = uuid.uuid4().hex
         deadline = time.monotonic() + self.timeout
         try:
-            self._submit(tag, self.timeout / 3)
+            # A cold smtpd on a loaded box can take seconds to greet: the submission may use
+            # most of the budget; what is left is for the fetch, which is bounded by `deadline`.
+            self._submit(tag, self.timeout * SUBMIT_SHARE)
             sent = time.monotonic()
             imap = self._login(max(0.5, deadline - sent))
             try:
