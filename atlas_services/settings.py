@@ -37,7 +37,9 @@ class Settings:
     admin_email: str = "root@localhost"
     verify_interval_s: int = 120
     # Each service probe's own time limit: a hung service costs a cycle no more than this.
-    verify_probe_timeout_s: int = 10
+    # 20 s: right after boot, with every daemon spawned cold under load (a CPU hog on a TCG
+    # guest), the mail round trip alone took more than 10 s on a healthy server.
+    verify_probe_timeout_s: int = 20
     # An unsynchronized clock degrades the Verifier's result, unless the site has no time
     # source at all (an isolated network, the QEMU lab) and says so here.
     clock_sync_required: bool = True
