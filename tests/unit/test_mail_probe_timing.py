@@ -12,6 +12,7 @@ from collections.abc import Iterator
 import pytest
 
 from atlas_services.verify.probes.mail import MailProbe
+from testkit.net import free_port
 
 TIMEOUT_S = 3.0
 
@@ -65,13 +66,8 @@ def client_lines(conn: socket.socket) -> Iterator[bytes]:
             return
 
 
-def closed_port() -> int:
-    with socket.create_server(("127.0.0.1", 0)) as s:
-        return int(s.getsockname()[1])
-
-
 def probe(smtp_port: int) -> MailProbe:
-    return MailProbe("127.0.0.1", smtp_port, closed_port(), "atlas-verifier@shop.test", "pw",
+    return MailProbe("127.0.0.1", smtp_port, free_port(), "atlas-verifier@shop.test", "pw",
                      timeout=TIMEOUT_S)
 
 
